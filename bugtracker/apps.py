@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BugtrackerConfig(AppConfig):
+    name = "bugtracker"
+    verbose_name = "API plumbing: keys, idempotency"

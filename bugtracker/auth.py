@@ -1,0 +1,48 @@
+from django.db.models import Q
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from .models import ApiKey
+from .services import hash_api_key
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <key>`; the key is looked up by its SHA-256, never stored raw.
+
+    Looking up by hash compares digests inside the database's unique index, so the
+    time taken does not depend on how much of a guessed key is right.
+    """
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header:
+            return None
+        if header[0].lower() != self.keyword.lower().encode():
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        key = ApiKey.objects.filter(Q(key_hash=hash_api_key(raw)), revoked_at__isnull=True).first()
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return key, key
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "bugtracker.auth.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key from `manage.py create_api_key NAME --role ROLE`.",
+        }

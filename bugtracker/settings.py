@@ -1,0 +1,144 @@
+"""Settings come from the environment (12-factor); every variable is listed in the README."""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+RELEASE_SHA = env.str("RELEASE_SHA", default="")
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "bugtracker",
+    "reports",
+    "telemetry",
+    "dedup",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bugtracker.urls"
+WSGI_APPLICATION = "bugtracker.wsgi.application"
+ASGI_APPLICATION = "bugtracker.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let readers and one writer share the file without "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env.int("SQLITE_TIMEOUT", default=20),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://bugtracker")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["bugtracker.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["bugtracker.permissions.IsAgent"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["bugtracker.parsers.StrictJSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "bugtracker.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["bugtracker.throttling.RoleRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anonymous": env.str("THROTTLE_ANONYMOUS", default="60/min"),
+        "reporter": env.str("THROTTLE_REPORTER", default="600/min"),
+        "agent": env.str("THROTTLE_AGENT", default="6000/min"),
+        "admin": env.str("THROTTLE_ADMIN", default="12000/min"),
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "bugtracker API",
+    "DESCRIPTION": (
+        "An agent-first bug tracker. Agents list, claim (with an expiring lease), update, "
+        "annotate and resolve bug reports. Every error is application/problem+json (RFC 9457)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Domain settings.
+SLA_HOURS = {
+    "critical": env.int("SLA_HOURS_CRITICAL", default=4),
+    "high": env.int("SLA_HOURS_HIGH", default=24),
+    "medium": env.int("SLA_HOURS_MEDIUM", default=72),
+    "low": env.int("SLA_HOURS_LOW", default=168),
+}
+BUGTRACKER_ANONYMOUS_SUBMIT = env.bool("BUGTRACKER_ANONYMOUS_SUBMIT", default=True)
+DEDUP_WINDOW_DAYS = env.int("DEDUP_WINDOW", default=30)
+
+BUGTRACKER_WORKER = env.bool("BUGTRACKER_WORKER", default=False)
+REMEDIATION_COMMAND = env.json("REMEDIATION_COMMAND", default=[])
+REMEDIATION_TIMEOUT = env.float("REMEDIATION_TIMEOUT", default=600.0)
+WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=5.0)
+WORKER_THREADS = env.int("WORKER_THREADS", default=2)
+RETRY_COOLDOWN = env.float("RETRY_COOLDOWN", default=300.0)
+MAX_ATTEMPTS = env.int("MAX_ATTEMPTS", default=3)
+BACKLOG_ALERT_MAX_OPEN = env.int("BACKLOG_ALERT_MAX_OPEN", default=500)
+BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=168.0)
+LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
+
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,38 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class DedupGroup(models.Model):
+    """A canonical incident: every report whose fingerprint matched it within the window."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    fingerprint = models.CharField(max_length=64)
+    algorithm_version = models.PositiveSmallIntegerField(default=1)
+    canonical = models.ForeignKey(
+        "reports.BugReport", on_delete=models.CASCADE, related_name="canonical_groups"
+    )
+    occurrences = models.PositiveIntegerField(default=1)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    inputs = models.JSONField(default=dict, blank=True)
+    releases_seen = models.JSONField(default=list, blank=True)
+    # Only one active group per fingerprint; a group whose window lapsed is retired.
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "bug_report_dedup"
+        ordering = ["-occurrences", "-last_seen"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fingerprint"], condition=Q(active=True), name="dedup_one_active_group"
+            ),
+            models.CheckConstraint(condition=Q(occurrences__gte=1), name="dedup_occurrences_positive"),
+        ]
+        indexes = [models.Index(fields=["canonical"], name="dedup_canonical_idx")]
+
+    def __str__(self):
+        return f"{self.fingerprint[:12]} x{self.occurrences}"

@@ -1,0 +1,28 @@
+from django.db import models
+from django.utils import timezone
+
+
+class Release(models.Model):
+    """A deployment: which commit went to which environment, and when."""
+
+    sha = models.CharField(max_length=64)
+    version = models.CharField(max_length=100, blank=True, default="")
+    environment = models.CharField(max_length=100)
+    deployed_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "releases"
+        ordering = ["-deployed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sha", "environment", "deployed_at"], name="releases_unique_deploy"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["environment", "deployed_at"], name="releases_env_deployed_idx"),
+            models.Index(fields=["sha"], name="releases_sha_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.sha[:12]} to {self.environment} at {self.deployed_at:%Y-%m-%d %H:%M}"
