@@ -1,8 +1,19 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from .health import HealthView
 
 urlpatterns = [
+    re_path(r"^api/health/?$", HealthView.as_view(), name="health"),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("reports.urls")),
     path("api/", include("dedup.urls")),
     path("api/", include("telemetry.urls")),
     path("api/", include("bugtracker.api_urls")),
 ]
+
+handler400 = "bugtracker.errors.bad_request_view"
+handler403 = "bugtracker.errors.forbidden_view"
+handler404 = "bugtracker.errors.not_found_view"
+handler500 = "bugtracker.errors.server_error_view"

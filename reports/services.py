@@ -136,7 +136,13 @@ def _status_changes(report: BugReport, to_status: str) -> dict[str, Any]:
     return changes
 
 
-def report_create(*, actor: str, data: dict[str, Any], created_at: datetime | None = None) -> BugReport:
+def report_create(
+    *,
+    actor: str,
+    data: dict[str, Any],
+    created_at: datetime | None = None,
+    client_fingerprint: list[str] | None = None,
+) -> BugReport:
     """Insert one report with its `created` event. Dedup and enrichment hook in here."""
     with transaction.atomic():
         report = report_build(data=data, created_at=created_at)

@@ -1,0 +1,245 @@
+import json
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .models import BugReport, BugReportEvent, EventKind, Severity, Source, Status
+
+TITLE_MAX = 300
+DESCRIPTION_MAX = 64 * 1024
+STACK_TRACE_MAX = 256 * 1024
+METADATA_MAX = 16 * 1024
+MESSAGE_MAX = 64 * 1024
+SHORT_TEXT_MAX = 200
+
+
+def json_size(value) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (not a list or scalar) of at most `max_bytes` when serialised."""
+
+    def __init__(self, *, max_bytes: int, **kwargs):
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        if json_size(value) > self.max_bytes:
+            raise serializers.ValidationError(f"Must be at most {self.max_bytes} bytes as JSON.")
+        return value
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    default_error_messages = {"invalid_choice": "{input!r} is not one of: {choices}."}
+
+    def to_internal_value(self, data):
+        if data == "" and self.allow_blank:
+            return ""
+        if not isinstance(data, str) or data not in self.choices:
+            self.fail("invalid_choice", input=data, choices=", ".join(self.choices))
+        return data
+
+
+def _text(max_length: int, **kwargs):
+    return serializers.CharField(max_length=max_length, allow_null=True, required=False, **kwargs)
+
+
+def commit_sha_field():
+    return serializers.RegexField(r"^[0-9a-fA-F]{4,64}$", max_length=64)
+
+
+class BugReportWriteFields(serializers.Serializer):
+    """Fields a client may send, with the limits of the contract."""
+
+    title = serializers.CharField(min_length=1, max_length=TITLE_MAX, trim_whitespace=True)
+    description = serializers.CharField(
+        max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
+    )
+    severity = StrictChoiceField(choices=Severity.values, required=False)
+    category = _text(100)
+    component = _text(SHORT_TEXT_MAX)
+    route = _text(500)
+    environment = _text(100)
+    metadata = JSONObjectField(max_bytes=METADATA_MAX, required=False)
+    automation_enabled = serializers.BooleanField(required=False)
+    assignee_id = _text(SHORT_TEXT_MAX)
+
+    def validate(self, attrs):
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+        return attrs
+
+
+class BugReportCreateSerializer(BugReportWriteFields):
+    source = StrictChoiceField(choices=Source.values, required=False)
+    reporter_id = _text(SHORT_TEXT_MAX)
+    stack_trace = serializers.CharField(
+        max_length=STACK_TRACE_MAX, allow_blank=True, required=False, trim_whitespace=False
+    )
+    trace_id = _text(64)
+    request_id = _text(200)
+    release_sha = _text(64)
+    telemetry = JSONObjectField(max_bytes=METADATA_MAX, required=False)
+    fingerprint = serializers.ListField(
+        child=serializers.CharField(max_length=SHORT_TEXT_MAX),
+        min_length=1,
+        max_length=16,
+        required=False,
+        help_text="Override grouping: strings to hash; `{{ default }}` stands for the computed fingerprint.",
+    )
+
+
+class BugReportUpdateSerializer(BugReportWriteFields):
+    title = serializers.CharField(min_length=1, max_length=TITLE_MAX, required=False)
+    status = StrictChoiceField(choices=Status.values, required=False)
+    resolution_notes = serializers.CharField(
+        max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
+    )
+    commit_shas = serializers.ListField(child=commit_sha_field(), max_length=100, required=False)
+
+
+class ClaimSerializer(serializers.Serializer):
+    holder = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
+class BugReportSerializer(serializers.ModelSerializer):
+    """A report as the API shows it: never the claim token or its hash."""
+
+    claim = serializers.SerializerMethodField()
+    sla_breached = serializers.SerializerMethodField()
+    occurrences = serializers.SerializerMethodField()
+    duplicates_count = serializers.SerializerMethodField()
+    repo_hints = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BugReport
+        fields = [
+            "id",
+            "title",
+            "description",
+            "severity",
+            "category",
+            "status",
+            "source",
+            "reporter_id",
+            "assignee_id",
+            "component",
+            "route",
+            "environment",
+            "stack_trace",
+            "trace_id",
+            "request_id",
+            "release_sha",
+            "telemetry",
+            "duplicate_of",
+            "dedup_group",
+            "fingerprint",
+            "automation_enabled",
+            "attempts",
+            "next_attempt_at",
+            "resolution_notes",
+            "commit_shas",
+            "resolved_in_release",
+            "claim",
+            "version",
+            "legacy_id",
+            "metadata",
+            "created_at",
+            "updated_at",
+            "resolved_at",
+            "sla_due_at",
+            "sla_breached",
+            "occurrences",
+            "duplicates_count",
+            "repo_hints",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ClaimSerializer(allow_null=True))
+    def get_claim(self, report):
+        if not report.claim_is_live(self.context.get("now")):
+            return None
+        return {"holder": report.claim_holder, "expires_at": report.claim_expires_at}
+
+    def get_sla_breached(self, report) -> bool:
+        now = self.context.get("now") or timezone.now()
+        return bool(report.is_open and report.sla_due_at and now > report.sla_due_at)
+
+    def get_occurrences(self, report) -> int:
+        occurrences = getattr(report, "group_occurrences", None)
+        if occurrences is None and report.dedup_group_id:
+            occurrences = report.dedup_group.occurrences
+        return occurrences or 1
+
+    def get_duplicates_count(self, report) -> int:
+        count = getattr(report, "duplicates_total", None)
+        if count is None:
+            count = report.duplicates.count()
+        return count
+
+    def get_repo_hints(self, report) -> list[str]:
+        if not report.stack_trace:
+            return []
+        try:
+            from dedup.fingerprint import repo_hints
+        except ImportError:
+            return []
+        return repo_hints(report.stack_trace)
+
+
+class ClaimResponseSerializer(serializers.Serializer):
+    claim_token = serializers.CharField(help_text="Shown only in this response; send it as X-Claim-Token.")
+    claim_expires_at = serializers.DateTimeField()
+    report = BugReportSerializer()
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BugReportEvent
+        fields = ["id", "kind", "actor", "message", "data", "created_at"]
+        read_only_fields = fields
+
+
+class EventCreateSerializer(serializers.Serializer):
+    kind = StrictChoiceField(
+        choices=[EventKind.NOTE, EventKind.AGENT_LOG, EventKind.AGENT_ACTION], required=False
+    )
+    message = serializers.CharField(max_length=MESSAGE_MAX, allow_blank=True, trim_whitespace=False)
+    data = JSONObjectField(max_bytes=METADATA_MAX, required=False)
+
+
+class LeaseSerializer(serializers.Serializer):
+    lease_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+
+
+class ClaimNextSerializer(LeaseSerializer):
+    severity = serializers.ListField(child=StrictChoiceField(choices=Severity.values), required=False)
+    min_severity = StrictChoiceField(choices=Severity.values, required=False)
+    category = serializers.CharField(max_length=100, required=False)
+    component = serializers.CharField(max_length=SHORT_TEXT_MAX, required=False)
+
+    def to_internal_value(self, data):
+        # Accept a single severity or a comma list as well as a JSON list.
+        if isinstance(data, dict) and isinstance(data.get("severity"), str):
+            data = {**data, "severity": [s.strip() for s in data["severity"].split(",") if s.strip()]}
+        return super().to_internal_value(data)
+
+
+class ReleaseClaimSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=MESSAGE_MAX, allow_blank=True, required=False)
+
+
+class ResolveSerializer(serializers.Serializer):
+    resolution_notes = serializers.CharField(
+        max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
+    )
+    commit_shas = serializers.ListField(child=commit_sha_field(), max_length=100, required=False)
+    verify = serializers.BooleanField(required=False, default=False)
+    resolved_in_release = serializers.CharField(max_length=64, required=False)

@@ -1,0 +1,355 @@
+import uuid
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from bugtracker.domain import NotFound
+from bugtracker.http import etag_for, if_match_version
+from bugtracker.idempotency import idempotent
+from bugtracker.pagination import Key, KeysetPagination
+from bugtracker.permissions import IsAgent, IsReporter, caller_id, caller_role, is_admin
+from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
+
+from . import services
+from .filters import BugReportFilter
+from .selectors import report_events, report_list
+from .serializers import (
+    BugReportCreateSerializer,
+    BugReportSerializer,
+    BugReportUpdateSerializer,
+    ClaimNextSerializer,
+    ClaimResponseSerializer,
+    EventCreateSerializer,
+    EventSerializer,
+    LeaseSerializer,
+    ReleaseClaimSerializer,
+    ResolveSerializer,
+)
+
+ASC, DESC = False, True
+ORDERINGS = {
+    "priority": [
+        Key("severity_rank", ASC, "int"),
+        Key("sla_due_at", ASC, "dt"),
+        Key("created_at", ASC, "dt"),
+        Key("id", ASC, "uuid"),
+    ],
+    "created_at": [Key("created_at", ASC, "dt"), Key("id", ASC, "uuid")],
+    "-created_at": [Key("created_at", DESC, "dt"), Key("id", DESC, "uuid")],
+    "-updated_at": [Key("updated_at", DESC, "dt"), Key("id", DESC, "uuid")],
+    "sla_due_at": [Key("sla_due_at", ASC, "dt"), Key("id", ASC, "uuid")],
+    "-occurrences": [
+        Key("group_occurrences", DESC, "int"),
+        Key("created_at", DESC, "dt"),
+        Key("id", DESC, "uuid"),
+    ],
+}
+
+ORDERING_PARAM = OpenApiParameter(
+    "ordering",
+    enum=list(ORDERINGS),
+    default="priority",
+    description="`priority` is severity, then SLA due time, then age.",
+)
+
+
+def _with_request_context(data: dict, request) -> dict:
+    """Fill trace/request/release ids the body left out from the request's own context."""
+    try:
+        from telemetry.context import submission_context
+    except ImportError:
+        return data
+    context = submission_context(request)
+    for field in ("trace_id", "request_id", "release_sha"):
+        if not data.get(field) and context.get(field):
+            data[field] = context[field]
+    data["telemetry"] = {**context.get("telemetry", {}), **data.get("telemetry", {})}
+    return data
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List reports",
+        description=(
+            "Cursor-paginated (stable while reports arrive). Canonical reports only unless "
+            "`include_duplicates=true` or `duplicate_of` is given. An invalid filter value is a "
+            "400 naming the parameter."
+        ),
+        parameters=[ORDERING_PARAM],
+        responses={200: BugReportSerializer(many=True), **problems(400, 401, 403)},
+    ),
+    retrieve=extend_schema(
+        summary="One report",
+        description="The report with `ETag` set to its version.",
+        responses={200: BugReportSerializer, **problems(401, 403, 404)},
+    ),
+)
+class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = BugReportSerializer
+    filterset_class = BugReportFilter
+    pagination_class = KeysetPagination
+    permission_classes = [IsAgent]
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return report_list()
+
+    def get_permissions(self):
+        if self.action == "create" and caller_role(self.request) is None:
+            return [AllowAny()] if settings.BUGTRACKER_ANONYMOUS_SUBMIT else [IsReporter()]
+        if self.action == "create":
+            return [IsReporter()]
+        return super().get_permissions()
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "now": timezone.now()}
+
+    def get_ordering_keys(self):
+        ordering = self.request.query_params.get("ordering", "priority")
+        if ordering not in ORDERINGS:
+            raise ValidationError({"ordering": [f"Must be one of: {', '.join(ORDERINGS)}."]})
+        return ORDERINGS[ordering]
+
+    def report_id(self) -> uuid.UUID:
+        try:
+            return uuid.UUID(str(self.kwargs[self.lookup_field]))
+        except ValueError:
+            raise NotFound(f"No bug report {self.kwargs[self.lookup_field]!r}.") from None
+
+    def get_object(self):
+        report = report_list().filter(pk=self.report_id()).select_related("dedup_group").first()
+        if report is None:
+            raise NotFound(f"No bug report {self.kwargs[self.lookup_field]}.")
+        return report
+
+    def _report_response(self, report_id, status_code=status.HTTP_200_OK, headers=None):
+        self.kwargs[self.lookup_field] = str(report_id)
+        report = self.get_object()
+        response = Response(self.get_serializer(report).data, status=status_code, headers=headers)
+        response["ETag"] = etag_for(report.version)
+        return response
+
+    def retrieve(self, request, *args, **kwargs):
+        return self._report_response(self.report_id())
+
+    @extend_schema(
+        summary="Submit a report",
+        description=(
+            "Anyone with a key may submit; anonymous submission (source forced to `user`) when "
+            "BUGTRACKER_ANONYMOUS_SUBMIT is on. Trace id, request id and release come from the "
+            "request when the body has none. Deduplication runs in the same request."
+        ),
+        request=BugReportCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: BugReportSerializer, **problems(400, 401, 403, 409, 413, 415, 422)},
+        auth=[{"ApiKey": []}, {}],
+    )
+    @idempotent
+    def create(self, request, *args, **kwargs):
+        serializer = BugReportCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        fingerprint = data.pop("fingerprint", None)
+        if caller_role(request) is None:
+            data["source"] = "user"
+        if not data.get("reporter_id") and caller_role(request) is not None:
+            data["reporter_id"] = caller_id(request)
+        data = _with_request_context(data, request)
+        report = services.report_create(
+            actor=caller_id(request), data=data, client_fingerprint=fingerprint
+        )
+        location = f"/api/bug-reports/{report.pk}"
+        return self._report_response(report.pk, status.HTTP_201_CREATED, {"Location": location})
+
+    @extend_schema(
+        summary="Change a report",
+        description=(
+            "Triage fields, `status` (lifecycle rules: an illegal move is a 409), assignee, "
+            "resolution notes, commits, automation, metadata. `If-Match` guards against lost "
+            "updates (412). While someone else holds a live claim, send its `X-Claim-Token` "
+            "(admins may override)."
+        ),
+        request=BugReportUpdateSerializer,
+        parameters=[IF_MATCH, CLAIM_TOKEN],
+        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409, 412, 413, 415)},
+    )
+    def partial_update(self, request, *args, **kwargs):
+        report_id = self.report_id()
+        serializer = BugReportUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.report_update(
+            report_id=report_id,
+            actor=caller_id(request),
+            data=dict(serializer.validated_data),
+            expected_version=if_match_version(request),
+            claim_token=request.headers.get("X-Claim-Token"),
+            is_admin=is_admin(request),
+        )
+        return self._report_response(report_id)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="A report's history",
+        description="Every event of the report, oldest first.",
+        responses={200: EventSerializer(many=True), **problems(401, 403, 404)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Append a note or agent log",
+        request=EventCreateSerializer,
+        responses={201: EventSerializer, **problems(400, 401, 403, 404, 413, 415)},
+    )
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filterset_class=None)
+    def events(self, request, *args, **kwargs):
+        report_id = self.report_id()
+        if request.method == "GET":
+            if not report_list().filter(pk=report_id).exists():
+                raise NotFound(f"No bug report {report_id}.")
+            return Response(EventSerializer(report_events(report_id=report_id), many=True).data)
+        serializer = EventCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        event = services.report_add_event(
+            report_id=report_id,
+            kind=serializer.validated_data.get("kind", "agent_log"),
+            actor=caller_id(request),
+            message=serializer.validated_data["message"],
+            data=serializer.validated_data.get("data"),
+        )
+        return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
+
+    def _claim_response(self, report, token):
+        body = {
+            "claim_token": token,
+            "claim_expires_at": report.claim_expires_at,
+            "report": self.get_serializer(report_list().get(pk=report.pk)).data,
+        }
+        response = Response(ClaimResponseSerializer(body).data)
+        response["ETag"] = etag_for(report.version)
+        return response
+
+    @extend_schema(
+        summary="Claim a report",
+        description=(
+            "Takes an expiring lease (default 900 s, max 86400): status `in_progress`, assignee "
+            "the caller. The token is shown only here. Held by someone else: 409; resolved or "
+            "closed: 409."
+        ),
+        request=LeaseSerializer,
+        responses={200: ClaimResponseSerializer, **problems(400, 401, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def claim(self, request, *args, **kwargs):
+        serializer = LeaseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        report, token = services.report_claim(
+            report_id=self.report_id(),
+            actor=caller_id(request),
+            lease_seconds=serializer.validated_data.get("lease_seconds"),
+        )
+        return self._claim_response(report, token)
+
+    @extend_schema(
+        summary="Claim the next report",
+        description=(
+            "Atomically claims the highest-priority open, unclaimed canonical report matching "
+            "the filters. Concurrent callers never get the same report. 204 when none is available."
+        ),
+        request=ClaimNextSerializer,
+        responses={
+            200: ClaimResponseSerializer,
+            204: OpenApiResponse(description="Nothing to claim."),
+            **problems(400, 401, 403),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="claim-next", filterset_class=None)
+    def claim_next(self, request, *args, **kwargs):
+        serializer = ClaimNextSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        filters = dict(serializer.validated_data)
+        lease_seconds = filters.pop("lease_seconds", None)
+        claimed = services.report_claim_next(
+            actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
+        )
+        if claimed is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return self._claim_response(*claimed)
+
+    @extend_schema(
+        summary="Extend a lease",
+        description="With the claim's token; 409 when the lease was lost.",
+        request=LeaseSerializer,
+        parameters=[CLAIM_TOKEN],
+        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def heartbeat(self, request, *args, **kwargs):
+        serializer = LeaseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        report = services.report_heartbeat(
+            report_id=self.report_id(),
+            actor=caller_id(request),
+            claim_token=request.headers.get("X-Claim-Token", ""),
+            lease_seconds=serializer.validated_data.get("lease_seconds"),
+        )
+        return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="Give a claimed report back",
+        description="With the token (or as admin): status `triaged`, claim cleared, optional note.",
+        request=ReleaseClaimSerializer,
+        parameters=[CLAIM_TOKEN],
+        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request, *args, **kwargs):
+        serializer = ReleaseClaimSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        report = services.report_release(
+            report_id=self.report_id(),
+            actor=caller_id(request),
+            claim_token=request.headers.get("X-Claim-Token"),
+            note=serializer.validated_data.get("note", ""),
+            is_admin=is_admin(request),
+        )
+        return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="Resolve a report",
+        description=(
+            "With the token (or as admin). `verify: true` moves it to `awaiting_verification`, "
+            "otherwise `resolved`; the claim is cleared and open duplicates follow."
+        ),
+        request=ResolveSerializer,
+        parameters=[CLAIM_TOKEN],
+        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, *args, **kwargs):
+        serializer = ResolveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        report = services.report_resolve(
+            report_id=self.report_id(),
+            actor=caller_id(request),
+            claim_token=request.headers.get("X-Claim-Token"),
+            is_admin=is_admin(request),
+            **serializer.validated_data,
+        )
+        return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="The human glance",
+        description="Counts by status and severity, open, done, SLA breaches, oldest open, "
+        "duplicates, top groups; the same object as `manage.py bugstatus --json`.",
+        responses={200: OpenApiResponse(description="Summary object."), **problems(401, 403)},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None, filterset_class=None)
+    def summary(self, request, *args, **kwargs):
+        from .summary import report_summary
+
+        return Response(report_summary())
