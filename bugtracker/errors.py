@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
@@ -76,6 +77,8 @@ def problem_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         body = problem(exc.status_code, exc.detail, slug=exc.type_slug, title=exc.title, **exc.extra)
         return _response(body, exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        return _response(problem(413, "Request body is larger than 1 MiB.", slug="payload-too-large"), 413)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -18,6 +18,17 @@ def json_size(value) -> int:
     return len(json.dumps(value, separators=(",", ":"), default=str).encode())
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: numbers and booleans are not silently converted."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class JSONObjectField(serializers.JSONField):
     """A JSON object (not a list or scalar) of at most `max_bytes` when serialised."""
 
@@ -46,7 +57,7 @@ class StrictChoiceField(serializers.ChoiceField):
 
 
 def _text(max_length: int, **kwargs):
-    return serializers.CharField(max_length=max_length, allow_null=True, required=False, **kwargs)
+    return StrictCharField(max_length=max_length, allow_null=True, required=False, **kwargs)
 
 
 def commit_sha_field():
@@ -56,8 +67,8 @@ def commit_sha_field():
 class BugReportWriteFields(serializers.Serializer):
     """Fields a client may send, with the limits of the contract."""
 
-    title = serializers.CharField(min_length=1, max_length=TITLE_MAX, trim_whitespace=True)
-    description = serializers.CharField(
+    title = StrictCharField(min_length=1, max_length=TITLE_MAX, trim_whitespace=True)
+    description = StrictCharField(
         max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
     )
     severity = StrictChoiceField(choices=Severity.values, required=False)
@@ -79,7 +90,7 @@ class BugReportWriteFields(serializers.Serializer):
 class BugReportCreateSerializer(BugReportWriteFields):
     source = StrictChoiceField(choices=Source.values, required=False)
     reporter_id = _text(SHORT_TEXT_MAX)
-    stack_trace = serializers.CharField(
+    stack_trace = StrictCharField(
         max_length=STACK_TRACE_MAX, allow_blank=True, required=False, trim_whitespace=False
     )
     trace_id = _text(64)
@@ -87,7 +98,7 @@ class BugReportCreateSerializer(BugReportWriteFields):
     release_sha = _text(64)
     telemetry = JSONObjectField(max_bytes=METADATA_MAX, required=False)
     fingerprint = serializers.ListField(
-        child=serializers.CharField(max_length=SHORT_TEXT_MAX),
+        child=StrictCharField(max_length=SHORT_TEXT_MAX),
         min_length=1,
         max_length=16,
         required=False,
@@ -96,9 +107,9 @@ class BugReportCreateSerializer(BugReportWriteFields):
 
 
 class BugReportUpdateSerializer(BugReportWriteFields):
-    title = serializers.CharField(min_length=1, max_length=TITLE_MAX, required=False)
+    title = StrictCharField(min_length=1, max_length=TITLE_MAX, required=False)
     status = StrictChoiceField(choices=Status.values, required=False)
-    resolution_notes = serializers.CharField(
+    resolution_notes = StrictCharField(
         max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
     )
     commit_shas = serializers.ListField(child=commit_sha_field(), max_length=100, required=False)
@@ -211,7 +222,7 @@ class EventCreateSerializer(serializers.Serializer):
     kind = StrictChoiceField(
         choices=[EventKind.NOTE, EventKind.AGENT_LOG, EventKind.AGENT_ACTION], required=False
     )
-    message = serializers.CharField(max_length=MESSAGE_MAX, allow_blank=True, trim_whitespace=False)
+    message = StrictCharField(max_length=MESSAGE_MAX, allow_blank=True, trim_whitespace=False)
     data = JSONObjectField(max_bytes=METADATA_MAX, required=False)
 
 
@@ -222,8 +233,8 @@ class LeaseSerializer(serializers.Serializer):
 class ClaimNextSerializer(LeaseSerializer):
     severity = serializers.ListField(child=StrictChoiceField(choices=Severity.values), required=False)
     min_severity = StrictChoiceField(choices=Severity.values, required=False)
-    category = serializers.CharField(max_length=100, required=False)
-    component = serializers.CharField(max_length=SHORT_TEXT_MAX, required=False)
+    category = StrictCharField(max_length=100, required=False)
+    component = StrictCharField(max_length=SHORT_TEXT_MAX, required=False)
 
     def to_internal_value(self, data):
         # Accept a single severity or a comma list as well as a JSON list.
@@ -233,13 +244,13 @@ class ClaimNextSerializer(LeaseSerializer):
 
 
 class ReleaseClaimSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=MESSAGE_MAX, allow_blank=True, required=False)
+    note = StrictCharField(max_length=MESSAGE_MAX, allow_blank=True, required=False)
 
 
 class ResolveSerializer(serializers.Serializer):
-    resolution_notes = serializers.CharField(
+    resolution_notes = StrictCharField(
         max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
     )
     commit_shas = serializers.ListField(child=commit_sha_field(), max_length=100, required=False)
     verify = serializers.BooleanField(required=False, default=False)
-    resolved_in_release = serializers.CharField(max_length=64, required=False)
+    resolved_in_release = StrictCharField(max_length=64, required=False)

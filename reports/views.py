@@ -227,9 +227,9 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         body = {
             "claim_token": token,
             "claim_expires_at": report.claim_expires_at,
-            "report": self.get_serializer(report_list().get(pk=report.pk)).data,
+            "report": report_list().get(pk=report.pk),
         }
-        response = Response(ClaimResponseSerializer(body).data)
+        response = Response(ClaimResponseSerializer(body, context=self.get_serializer_context()).data)
         response["ETag"] = etag_for(report.version)
         return response
 
