@@ -1,0 +1,60 @@
+"""Reads: releases, the release live in an environment at a time, reports on one trace."""
+
+from datetime import datetime
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from .models import Release
+
+# A trace lookup answers at once; longer traces page through GET /api/bug-reports?trace_id=.
+TRACE_REPORTS_LIMIT = 1000
+
+
+def release_list(*, filters: dict | None = None) -> QuerySet[Release]:
+    """Recorded deployments, narrowed by ReleaseFilter's query parameters when given."""
+    from .filters import ReleaseFilter
+
+    queryset = Release.objects.all()
+    if filters is None:
+        return queryset
+    filterset = ReleaseFilter(filters, queryset=queryset)
+    if not filterset.is_valid():
+        from rest_framework.exceptions import ValidationError
+
+        raise ValidationError(filterset.errors)
+    return filterset.qs
+
+
+def releases_live_at(*, environment, at) -> QuerySet[Release]:
+    """Deployments to `environment` up to `at`, latest first (the first is the one live at `at`).
+
+    `environment` and `at` may be OuterRef expressions, for use as a subquery.
+    """
+    return Release.objects.filter(environment=environment, deployed_at__lte=at).order_by(
+        "-deployed_at", "-id"
+    )
+
+
+def release_at(*, environment: str | None, at: datetime) -> Release | None:
+    """The release deployed to `environment` at `at`: the latest deployment not after it."""
+    if not environment:
+        return None
+    return releases_live_at(environment=environment, at=at).first()
+
+
+def live_release_id_subquery() -> Subquery:
+    """For BugReport rows: the id of the release live in their environment at their created_at."""
+    live = releases_live_at(environment=OuterRef("environment"), at=OuterRef("created_at"))
+    return Subquery(live.values("id")[:1])
+
+
+def reports_on_trace(*, trace_id: str):
+    """Every report on one trace, duplicates included, oldest first."""
+    from reports.selectors import report_list
+
+    return (
+        report_list()
+        .filter(trace_id=trace_id)
+        .select_related("dedup_group")
+        .order_by("created_at", "id")[:TRACE_REPORTS_LIMIT]
+    )
