@@ -38,7 +38,9 @@ def problem_type(slug: str) -> str:
     return f"urn:bugtracker:problem:{slug}"
 
 
-def problem(status: int, detail: str, *, slug: str | None = None, title: str | None = None, **extra):
+def problem(
+    status: int, detail: str, *, slug: str | None = None, title: str | None = None, **extra
+):
     body = {
         "type": problem_type(slug or TITLES.get(status, "error").lower().replace(" ", "-")),
         "title": title or TITLES.get(status, "Error"),
@@ -56,7 +58,9 @@ def _flatten(errors, prefix="") -> dict[str, list[str]]:
         for key, value in errors.items():
             name = "body" if key == "non_field_errors" and not prefix else key
             flat.update(_flatten(value, f"{prefix}.{name}" if prefix else str(name)))
-    elif isinstance(errors, list) and errors and all(not isinstance(e, (dict, list)) for e in errors):
+    elif (
+        isinstance(errors, list) and errors and all(not isinstance(e, (dict, list)) for e in errors)
+    ):
         flat[prefix or "body"] = [str(e) for e in errors]
     elif isinstance(errors, list):
         for index, value in enumerate(errors):
@@ -75,10 +79,14 @@ def _is_database_unavailable(exc) -> bool:
 def problem_exception_handler(exc, context):
     headers = {}
     if isinstance(exc, DomainError):
-        body = problem(exc.status_code, exc.detail, slug=exc.type_slug, title=exc.title, **exc.extra)
+        body = problem(
+            exc.status_code, exc.detail, slug=exc.type_slug, title=exc.title, **exc.extra
+        )
         return _response(body, exc.status_code)
     if isinstance(exc, RequestDataTooBig):
-        return _response(problem(413, "Request body is larger than 1 MiB.", slug="payload-too-large"), 413)
+        return _response(
+            problem(413, "Request body is larger than 1 MiB.", slug="payload-too-large"), 413
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -86,7 +94,9 @@ def problem_exception_handler(exc, context):
     elif _is_database_unavailable(exc):
         view = context.get("view")
         logger.error("database unavailable in %s: %s", type(view).__name__ if view else "?", exc)
-        body = problem(503, "The database is unavailable or busy; retry shortly.", slug="database-unavailable")
+        body = problem(
+            503, "The database is unavailable or busy; retry shortly.", slug="database-unavailable"
+        )
         return _response(body, 503, {"Retry-After": str(DB_RETRY_AFTER_SECONDS)})
     if not isinstance(exc, exceptions.APIException):
         return None

@@ -26,6 +26,9 @@ class HealthView(APIView):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
         except DatabaseError:
-            return Response({"status": "unavailable", "database": "unreachable"}, status=503,
-                            headers={"Retry-After": "5"})
+            return Response(
+                {"status": "unavailable", "database": "unreachable"},
+                status=503,
+                headers={"Retry-After": "5"},
+            )
         return Response({"status": "ok", "database": "ok"})

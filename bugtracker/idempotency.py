@@ -21,7 +21,7 @@ from .permissions import caller_id
 TTL = timedelta(hours=24)
 # A record still without a response after this long belongs to a request that died.
 ABANDONED_AFTER = timedelta(minutes=2)
-REPLAYED_HEADERS = ("Location", "ETag", "Content-Type")
+REPLAYED_HEADERS = ("Location", "ETag")
 
 
 class IdempotencyKeyReused(DomainError):
@@ -76,7 +76,9 @@ def _claim_key(caller: str, key: str, request, body_hash: str) -> IdempotencyRec
             stale = existing.created_at < now - TTL
             abandoned = existing.status_code is None and existing.created_at < now - ABANDONED_AFTER
             if stale or abandoned:
-                IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
+                IdempotencyRecord.objects.filter(
+                    pk=existing.pk, created_at=existing.created_at
+                ).delete()
                 continue
             return existing
     raise IdempotentRequestInFlight("Another request with this Idempotency-Key is in progress.")
@@ -122,6 +124,8 @@ def _store(caller: str, key: str, response) -> None:
         return
     rendered = json.dumps(response.data, default=str).encode()
     headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
+    if getattr(response, "content_type", None):
+        headers["Content-Type"] = response.content_type
     IdempotencyRecord.objects.filter(caller=caller, key=key).update(
         status_code=response.status_code, response_body=rendered, response_headers=headers
     )

@@ -106,9 +106,7 @@ class KeysetPagination(BasePagination):
         self.request = request
         size = self.get_page_size(request)
         values, reverse = self.decode_cursor(request, keys)
-        order = [
-            (F(k.name).desc() if k.descending != reverse else F(k.name).asc()) for k in keys
-        ]
+        order = [(F(k.name).desc() if k.descending != reverse else F(k.name).asc()) for k in keys]
         queryset = queryset.order_by(*order)
         if values is not None:
             queryset = queryset.filter(self.after(keys, values, reverse))
@@ -139,7 +137,9 @@ class KeysetPagination(BasePagination):
         url = self.request.build_absolute_uri()
         if row is None:
             return None
-        return replace_query_param(url, self.cursor_query_param, self.encode_cursor(self._row_values(row), reverse))
+        return replace_query_param(
+            url, self.cursor_query_param, self.encode_cursor(self._row_values(row), reverse)
+        )
 
     def get_paginated_response(self, data):
         next_url = self._link(self.last, False) if self.has_next and self.last is not None else None
@@ -147,8 +147,12 @@ class KeysetPagination(BasePagination):
         if self.has_previous and self.first is not None:
             previous_url = self._link(self.first, True)
         elif self.has_previous:
-            previous_url = remove_query_param(self.request.build_absolute_uri(), self.cursor_query_param)
-        return Response(OrderedDict([("results", data), ("next", next_url), ("previous", previous_url)]))
+            previous_url = remove_query_param(
+                self.request.build_absolute_uri(), self.cursor_query_param
+            )
+        return Response(
+            OrderedDict([("results", data), ("next", next_url), ("previous", previous_url)])
+        )
 
     def get_paginated_response_schema(self, schema):
         return {

@@ -25,7 +25,9 @@ def api_key_create(*, name: str, role: str) -> tuple[ApiKey, str]:
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
-            key = ApiKey.objects.create(name=name, role=role, prefix=raw[:10], key_hash=hash_api_key(raw))
+            key = ApiKey.objects.create(
+                name=name, role=role, prefix=raw[:10], key_hash=hash_api_key(raw)
+            )
     except IntegrityError:
         raise DomainError(f"An API key named {name!r} already exists.") from None
     return key, raw

@@ -21,8 +21,5 @@ class RoleRateThrottle(SimpleRateThrottle):
         return super().allow_request(request, view)
 
     def get_cache_key(self, request, view):
-        if caller_role(request):
-            ident = request.user.name
-        else:
-            ident = self.get_ident(request)
+        ident = request.user.name if caller_role(request) else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}

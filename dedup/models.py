@@ -30,7 +30,9 @@ class DedupGroup(models.Model):
             models.UniqueConstraint(
                 fields=["fingerprint"], condition=Q(active=True), name="dedup_one_active_group"
             ),
-            models.CheckConstraint(condition=Q(occurrences__gte=1), name="dedup_occurrences_positive"),
+            models.CheckConstraint(
+                condition=Q(occurrences__gte=1), name="dedup_occurrences_positive"
+            ),
         ]
         indexes = [models.Index(fields=["canonical"], name="dedup_canonical_idx")]
 

@@ -2,6 +2,8 @@ from django import forms
 from django.db.models import Q
 from django.utils import timezone
 from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from .models import DONE_STATUSES, OPEN_STATUSES, SEVERITY_RANK, Severity, Source, Status
 
@@ -45,6 +47,7 @@ class StrictBooleanField(forms.Field):
         raise forms.ValidationError(f"{value!r} is not a boolean; use true or false.")
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class CommaChoiceFilter(filters.Filter):
     field_class = CommaChoiceField
 
@@ -52,6 +55,7 @@ class CommaChoiceFilter(filters.Filter):
         return qs if not value else qs.filter(**{f"{self.field_name}__in": value})
 
 
+@extend_schema_field(OpenApiTypes.BOOL)
 class StrictBooleanFilter(filters.Filter):
     field_class = StrictBooleanField
 

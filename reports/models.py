@@ -144,7 +144,9 @@ class BugReport(models.Model):
             models.CheckConstraint(
                 condition=~Q(duplicate_of=models.F("id")), name="bug_reports_not_own_duplicate"
             ),
-            models.CheckConstraint(condition=Q(version__gte=1), name="bug_reports_version_positive"),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="bug_reports_version_positive"
+            ),
         ]
 
     def __str__(self):
@@ -196,7 +198,9 @@ class BugReportEvent(models.Model):
     class Meta:
         db_table = "bug_report_events"
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["report", "created_at", "id"], name="bug_events_report_idx")]
+        indexes = [
+            models.Index(fields=["report", "created_at", "id"], name="bug_events_report_idx")
+        ]
 
     def __str__(self):
         return f"{self.kind} on {self.report_id}"

@@ -71,7 +71,7 @@ class BugReportWriteFields(serializers.Serializer):
     description = StrictCharField(
         max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
     )
-    severity = StrictChoiceField(choices=Severity.values, required=False)
+    severity = StrictChoiceField(choices=Severity.choices, required=False)
     category = _text(100)
     component = _text(SHORT_TEXT_MAX)
     route = _text(500)
@@ -83,12 +83,14 @@ class BugReportWriteFields(serializers.Serializer):
     def validate(self, attrs):
         unknown = set(self.initial_data) - set(self.fields)
         if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+            raise serializers.ValidationError(
+                {name: ["Unknown field."] for name in sorted(unknown)}
+            )
         return attrs
 
 
 class BugReportCreateSerializer(BugReportWriteFields):
-    source = StrictChoiceField(choices=Source.values, required=False)
+    source = StrictChoiceField(choices=Source.choices, required=False)
     reporter_id = _text(SHORT_TEXT_MAX)
     stack_trace = StrictCharField(
         max_length=STACK_TRACE_MAX, allow_blank=True, required=False, trim_whitespace=False
@@ -108,7 +110,7 @@ class BugReportCreateSerializer(BugReportWriteFields):
 
 class BugReportUpdateSerializer(BugReportWriteFields):
     title = StrictCharField(min_length=1, max_length=TITLE_MAX, required=False)
-    status = StrictChoiceField(choices=Status.values, required=False)
+    status = StrictChoiceField(choices=Status.choices, required=False)
     resolution_notes = StrictCharField(
         max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
     )
@@ -206,7 +208,9 @@ class BugReportSerializer(serializers.ModelSerializer):
 
 
 class ClaimResponseSerializer(serializers.Serializer):
-    claim_token = serializers.CharField(help_text="Shown only in this response; send it as X-Claim-Token.")
+    claim_token = serializers.CharField(
+        help_text="Shown only in this response; send it as X-Claim-Token."
+    )
     claim_expires_at = serializers.DateTimeField()
     report = BugReportSerializer()
 
@@ -231,15 +235,20 @@ class LeaseSerializer(serializers.Serializer):
 
 
 class ClaimNextSerializer(LeaseSerializer):
-    severity = serializers.ListField(child=StrictChoiceField(choices=Severity.values), required=False)
-    min_severity = StrictChoiceField(choices=Severity.values, required=False)
+    severity = serializers.ListField(
+        child=StrictChoiceField(choices=Severity.choices), required=False
+    )
+    min_severity = StrictChoiceField(choices=Severity.choices, required=False)
     category = StrictCharField(max_length=100, required=False)
     component = StrictCharField(max_length=SHORT_TEXT_MAX, required=False)
 
     def to_internal_value(self, data):
         # Accept a single severity or a comma list as well as a JSON list.
         if isinstance(data, dict) and isinstance(data.get("severity"), str):
-            data = {**data, "severity": [s.strip() for s in data["severity"].split(",") if s.strip()]}
+            data = {
+                **data,
+                "severity": [s.strip() for s in data["severity"].split(",") if s.strip()],
+            }
         return super().to_internal_value(data)
 
 

@@ -1,8 +1,14 @@
 import uuid
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -229,7 +235,9 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             "claim_expires_at": report.claim_expires_at,
             "report": report_list().get(pk=report.pk),
         }
-        response = Response(ClaimResponseSerializer(body, context=self.get_serializer_context()).data)
+        response = Response(
+            ClaimResponseSerializer(body, context=self.get_serializer_context()).data
+        )
         response["ETag"] = etag_for(report.version)
         return response
 
@@ -247,12 +255,14 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def claim(self, request, *args, **kwargs):
         serializer = LeaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report, token = services.report_claim(
-            report_id=self.report_id(),
-            actor=caller_id(request),
-            lease_seconds=serializer.validated_data.get("lease_seconds"),
-        )
-        return self._claim_response(report, token)
+        # The response is read in the claim's transaction: a token is never lost to a failed read.
+        with transaction.atomic():
+            report, token = services.report_claim(
+                report_id=self.report_id(),
+                actor=caller_id(request),
+                lease_seconds=serializer.validated_data.get("lease_seconds"),
+            )
+            return self._claim_response(report, token)
 
     @extend_schema(
         summary="Claim the next report",
@@ -273,12 +283,13 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         serializer.is_valid(raise_exception=True)
         filters = dict(serializer.validated_data)
         lease_seconds = filters.pop("lease_seconds", None)
-        claimed = services.report_claim_next(
-            actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
-        )
-        if claimed is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return self._claim_response(*claimed)
+        with transaction.atomic():
+            claimed = services.report_claim_next(
+                actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
+            )
+            if claimed is None:
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            return self._claim_response(*claimed)
 
     @extend_schema(
         summary="Extend a lease",

@@ -1,6 +1,7 @@
+from io import StringIO
+
 import pytest
 from django.core.management import call_command
-from io import StringIO
 from rest_framework.test import APIClient
 
 from bugtracker.models import ApiKey
@@ -65,14 +66,23 @@ ADMIN_STATUS_FREE = ("get", "/api/health", None)
 def test_role_matrix(role, call, expected):
     client = bearer(create_key(f"k-{role}", role)) if role else APIClient()
     method, path, body = call
-    response = getattr(client, method)(path, body, format="json") if body else getattr(client, method)(path)
+    response = (
+        getattr(client, method)(path, body, format="json")
+        if body
+        else getattr(client, method)(path)
+    )
     assert response.status_code == expected, response.content
 
 
 def test_reporter_cannot_patch_or_claim():
     report = make_report()
     client = bearer(create_key("rep", "reporter"))
-    assert client.patch(f"/api/bug-reports/{report.pk}", {"severity": "low"}, format="json").status_code == 403
+    assert (
+        client.patch(
+            f"/api/bug-reports/{report.pk}", {"severity": "low"}, format="json"
+        ).status_code
+        == 403
+    )
     assert client.post(f"/api/bug-reports/{report.pk}/claim", {}, format="json").status_code == 403
 
 
@@ -88,7 +98,9 @@ def test_garbage_credentials_are_401_problems(header):
 
 
 def test_anonymous_submission_forces_source_user():
-    response = APIClient().post("/api/bug-reports", {"title": "x", "source": "system"}, format="json")
+    response = APIClient().post(
+        "/api/bug-reports", {"title": "x", "source": "system"}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["source"] == "user"
 
@@ -100,7 +112,9 @@ def test_anonymous_submission_can_be_switched_off(settings):
 
 
 def test_agent_submission_keeps_its_source_and_reporter(agent_client):
-    response = agent_client.post("/api/bug-reports", {"title": "x", "source": "agent"}, format="json")
+    response = agent_client.post(
+        "/api/bug-reports", {"title": "x", "source": "agent"}, format="json"
+    )
     assert response.json()["source"] == "agent"
     assert response.json()["reporter_id"] == "agent-1"
 
@@ -113,7 +127,10 @@ def test_anonymous_submission_is_throttled_per_client(settings):
     RoleRateThrottle.THROTTLE_RATES = rates
     try:
         client = APIClient()
-        codes = [client.post("/api/bug-reports", {"title": "x"}, format="json").status_code for _ in range(3)]
+        codes = [
+            client.post("/api/bug-reports", {"title": "x"}, format="json").status_code
+            for _ in range(3)
+        ]
         assert codes == [201, 201, 429]
         last = client.post("/api/bug-reports", {"title": "x"}, format="json")
         assert int(last["Retry-After"]) >= 1

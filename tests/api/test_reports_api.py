@@ -28,7 +28,12 @@ def problem(response, status):
 def test_submit_returns_201_location_and_the_report(agent_client):
     response = agent_client.post(
         URL,
-        {"title": "Checkout fails", "severity": "high", "component": "billing", "metadata": {"a": 1}},
+        {
+            "title": "Checkout fails",
+            "severity": "high",
+            "component": "billing",
+            "metadata": {"a": 1},
+        },
         format="json",
     )
     assert response.status_code == 201
@@ -79,7 +84,9 @@ def test_json_that_is_not_an_object_is_400(agent_client):
 
 
 def test_wrong_content_type_is_415(agent_client):
-    response = agent_client.post(URL, data="title=x", content_type="application/x-www-form-urlencoded")
+    response = agent_client.post(
+        URL, data="title=x", content_type="application/x-www-form-urlencoded"
+    )
     problem(response, 415)
 
 
@@ -91,7 +98,9 @@ def test_body_over_one_mib_is_413(agent_client):
 
 
 def test_nul_characters_are_refused_not_stored(agent_client):
-    response = agent_client.post(URL, data='{"title": "a\\u0000b"}', content_type="application/json")
+    response = agent_client.post(
+        URL, data='{"title": "a\\u0000b"}', content_type="application/json"
+    )
     problem(response, 400)
 
 
@@ -129,7 +138,9 @@ def test_patch_with_current_if_match_succeeds_and_bumps_etag(agent_client):
 def test_patch_with_stale_if_match_is_412_and_changes_nothing(agent_client):
     report = make_report()
     agent_client.patch(f"{URL}/{report.pk}", {"category": "ui"}, format="json")
-    response = agent_client.patch(f"{URL}/{report.pk}", {"category": "api"}, format="json", HTTP_IF_MATCH='"1"')
+    response = agent_client.patch(
+        f"{URL}/{report.pk}", {"category": "api"}, format="json", HTTP_IF_MATCH='"1"'
+    )
     problem(response, 412)
     report.refresh_from_db()
     assert report.category == "ui"
@@ -137,20 +148,30 @@ def test_patch_with_stale_if_match_is_412_and_changes_nothing(agent_client):
 
 def test_patch_illegal_transition_is_409(agent_client):
     report = make_report()
-    body = problem(agent_client.patch(f"{URL}/{report.pk}", {"status": "awaiting_verification"}, format="json"), 409)
+    body = problem(
+        agent_client.patch(
+            f"{URL}/{report.pk}", {"status": "awaiting_verification"}, format="json"
+        ),
+        409,
+    )
     assert "new" in body["detail"]
 
 
 def test_patch_legal_transition_writes_a_status_event(agent_client):
     report = make_report()
-    assert agent_client.patch(f"{URL}/{report.pk}", {"status": "triaged"}, format="json").status_code == 200
+    assert (
+        agent_client.patch(f"{URL}/{report.pk}", {"status": "triaged"}, format="json").status_code
+        == 200
+    )
     kinds = [e["kind"] for e in agent_client.get(f"{URL}/{report.pk}/events").json()]
     assert kinds == ["created", "status_changed"]
 
 
 def test_patch_refuses_unknown_and_read_only_fields(agent_client):
     report = make_report()
-    response = agent_client.patch(f"{URL}/{report.pk}", {"version": 9, "claim_holder": "me"}, format="json")
+    response = agent_client.patch(
+        f"{URL}/{report.pk}", {"version": 9, "claim_holder": "me"}, format="json"
+    )
     assert set(problem(response, 400)["errors"]) == {"version", "claim_holder"}
 
 
@@ -165,7 +186,9 @@ def test_events_append_and_read_oldest_first(agent_client):
     report = make_report()
     for message in ("first", "second"):
         response = agent_client.post(
-            f"{URL}/{report.pk}/events", {"kind": "note", "message": message, "data": {"n": 1}}, format="json"
+            f"{URL}/{report.pk}/events",
+            {"kind": "note", "message": message, "data": {"n": 1}},
+            format="json",
         )
         assert response.status_code == 201
         assert response.json()["actor"] == "agent-1"
@@ -175,7 +198,9 @@ def test_events_append_and_read_oldest_first(agent_client):
 
 def test_event_kind_must_be_a_log_kind(agent_client):
     report = make_report()
-    response = agent_client.post(f"{URL}/{report.pk}/events", {"kind": "resolved", "message": "x"}, format="json")
+    response = agent_client.post(
+        f"{URL}/{report.pk}/events", {"kind": "resolved", "message": "x"}, format="json"
+    )
     assert "kind" in problem(response, 400)["errors"]
 
 
@@ -214,9 +239,18 @@ def test_default_order_is_priority(agent_client):
     ],
 )
 def test_each_filter(agent_client, query, expected):
-    make_report(title="Checkout broken", severity="critical", category="ui", component="auth",
-                source="agent", environment="prod", trace_id="t1", request_id="r1",
-                release_sha="abc", automation_enabled=True)
+    make_report(
+        title="Checkout broken",
+        severity="critical",
+        category="ui",
+        component="auth",
+        source="agent",
+        environment="prod",
+        trace_id="t1",
+        request_id="r1",
+        release_sha="abc",
+        automation_enabled=True,
+    )
     make_report(title="Other", severity="high", status="triaged")
     make_report(title="Low one", severity="low", status="resolved")
     key = query.split("=")[0]
@@ -260,7 +294,10 @@ def test_duplicates_hidden_unless_asked(agent_client):
     duplicate = make_report()
     BugReport.objects.filter(pk=duplicate.pk).update(duplicate_of=canonical)
     assert ids(agent_client.get(URL)) == [str(canonical.pk)]
-    assert set(ids(agent_client.get(f"{URL}?include_duplicates=true"))) == {str(canonical.pk), str(duplicate.pk)}
+    assert set(ids(agent_client.get(f"{URL}?include_duplicates=true"))) == {
+        str(canonical.pk),
+        str(duplicate.pk),
+    }
     assert ids(agent_client.get(f"{URL}?duplicate_of={canonical.pk}")) == [str(duplicate.pk)]
     detail = agent_client.get(f"{URL}/{canonical.pk}").json()
     assert detail["duplicates_count"] == 1
@@ -293,7 +330,10 @@ def test_invalid_filter_value_is_400_naming_the_parameter(agent_client, query):
     assert query.split("=")[0] in body["errors"]
 
 
-@pytest.mark.parametrize("ordering", ["priority", "created_at", "-created_at", "-updated_at", "sla_due_at", "-occurrences"])
+@pytest.mark.parametrize(
+    "ordering",
+    ["priority", "created_at", "-created_at", "-updated_at", "sla_due_at", "-occurrences"],
+)
 def test_pagination_walks_every_report_once_in_each_ordering(agent_client, ordering):
     severities = ["critical", "high", "medium", "low"]
     made = {str(make_report(severity=severities[i % 4]).pk) for i in range(23)}

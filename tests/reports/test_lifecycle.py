@@ -68,7 +68,9 @@ def test_every_change_bumps_the_version():
 def test_update_records_each_changed_field_as_an_event():
     report = make_report(category="ui")
     services.report_update(
-        report_id=report.pk, actor="bob", data={"category": "api", "component": "auth", "title": report.title}
+        report_id=report.pk,
+        actor="bob",
+        data={"category": "api", "component": "auth", "title": report.title},
     )
     changes = {
         e.data["field"]: (e.data["from"], e.data["to"])
@@ -82,7 +84,9 @@ def test_failing_service_leaves_no_event_and_no_change():
     with pytest.raises(TransitionNotAllowed):
         # severity is valid but the status move is not: nothing of the request may stick.
         services.report_update(
-            report_id=report.pk, actor="a", data={"severity": "high", "status": "awaiting_verification"}
+            report_id=report.pk,
+            actor="a",
+            data={"severity": "high", "status": "awaiting_verification"},
         )
     report.refresh_from_db()
     assert (report.severity, report.status, report.version) == ("low", "new", 1)
@@ -132,6 +136,8 @@ def test_a_report_cannot_be_its_own_duplicate():
 def test_check_constraints_exist_in_the_database():
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, "bug_reports")
-    assert {"bug_reports_severity_valid", "bug_reports_status_valid", "bug_reports_source_valid"} <= set(
-        constraints
-    )
+    assert {
+        "bug_reports_severity_valid",
+        "bug_reports_status_valid",
+        "bug_reports_source_valid",
+    } <= set(constraints)

@@ -17,5 +17,7 @@ class Command(BaseCommand):
             key, raw = api_key_create(name=name, role=role)
         except DomainError as exc:
             raise CommandError(exc.detail) from exc
-        self.stdout.write(f"Created {key.role} key {key.name!r}. Store it now; it is not shown again:")
+        self.stdout.write(
+            f"Created {key.role} key {key.name!r}. Store it now; it is not shown again:"
+        )
         self.stdout.write(raw)
