@@ -1,0 +1,103 @@
+"""GET /api/admin/status: is the remediation worker alive, how is its queue, what is alarming."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .permissions import IsAdmin
+from .schema import problems
+from .work_queue import percentile
+
+RUN_WINDOW = 500
+RUN_WINDOW_HOURS = 24
+
+
+def run_statistics() -> dict:
+    """Remediation runs of the last day, from the database (every worker process's)."""
+    from reports.models import AgentRun
+
+    since = timezone.now() - timedelta(hours=RUN_WINDOW_HOURS)
+    recent = AgentRun.objects.filter(started_at__gte=since)
+    by_outcome = {outcome: 0 for outcome in ("succeeded", "failed", "timed_out", "crashed")}
+    running = 0
+    for outcome in recent.values_list("outcome", flat=True):
+        if outcome is None:
+            running += 1
+        else:
+            by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+    finished = recent.filter(finished_at__isnull=False).order_by("-finished_at")[:RUN_WINDOW]
+    durations = [
+        (f - s).total_seconds() for s, f in finished.values_list("started_at", "finished_at")
+    ]
+    return {
+        "window_hours": RUN_WINDOW_HOURS,
+        "running": running,
+        "by_outcome": by_outcome,
+        "duration_p50": percentile(durations, 0.50),
+        "duration_p95": percentile(durations, 0.95),
+        "duration_sample": len(durations),
+    }
+
+
+def backlog_alerts() -> list | None:
+    """The backlog alerts of `bugstatus --check`; None where that module is not installed."""
+    try:
+        from reports.summary import backlog_alerts as alerts
+    except ImportError:
+        return None
+    return list(alerts() or [])
+
+
+def status_snapshot() -> dict:
+    from reports.worker import process_worker, published_workers
+
+    local = process_worker()
+    workers = {w["holder"]: w for w in published_workers()}
+    if local is not None:
+        workers[local.holder] = local.snapshot()
+    live = [w for w in workers.values() if w.get("alive")]
+    queues = [w["queue"] for w in live]
+    scans = [w["last_scan_at"] for w in live if w.get("last_scan_at")]
+    return {
+        "worker": {
+            "enabled_in_web_processes": settings.BUGTRACKER_WORKER,
+            "alive": bool(live),
+            "this_process": local.snapshot() if local is not None else None,
+            "processes": sorted(workers.values(), key=lambda w: w["holder"]),
+        },
+        "queue": {
+            "depth": sum(q["depth"] for q in queues),
+            "in_flight": sum(q["in_flight"] for q in queues),
+            "processed": sum(q["processed"] for q in queues),
+            "failed": sum(q["failed"] for q in queues),
+        },
+        "runs": run_statistics(),
+        "last_scan_at": max(scans) if scans else None,
+        "backlog_alerts": backlog_alerts(),
+        "thresholds": {
+            "max_open": settings.BACKLOG_ALERT_MAX_OPEN,
+            "max_age_hours": settings.BACKLOG_ALERT_MAX_AGE_HOURS,
+        },
+    }
+
+
+class AdminStatusView(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        summary="Worker and backlog status",
+        description=(
+            "Admin only. `worker.alive`: a worker (in this process, or any process sharing the "
+            "cache) scanned within its last three poll intervals. `queue` sums the live workers' "
+            "in-process queues (depth, in flight, processed, failed since start); `runs` are the "
+            "remediation runs of the last day from the database, with duration p50/p95 in "
+            "seconds; `backlog_alerts` are those of `bugstatus --check`."
+        ),
+        responses={200: OpenApiResponse(description="Status object."), **problems(401, 403)},
+    )
+    def get(self, request):
+        return Response(status_snapshot())

@@ -1,0 +1,776 @@
+"""The remediation worker: a scanner that claims automatable reports, runners that hand each
+to `REMEDIATION_COMMAND`, and the periodic duties (lease sweep, telemetry enrichment,
+backlog alerts).
+
+The database is the source of truth: the in-process queue carries only report ids, claims go
+through the claim service (row locks), and a worker that dies loses nothing: its leases
+expire and another worker takes the reports again.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
+from django.utils import timezone
+
+from bugtracker.domain import DomainError
+from bugtracker.work_queue import WorkQueue, close_stale_connections
+
+from . import automation
+from .errors import LeaseLost
+from .models import BugReport, RunOutcome
+
+logger = logging.getLogger("reports.worker")
+
+OUTPUT_TAIL_BYTES = 16 * 1024
+KILL_GRACE_SECONDS = 5.0
+CACHE_PREFIX = "bugtracker:worker:"
+CACHE_REGISTRY_KEY = "bugtracker:workers"
+
+
+def worker_holder() -> str:
+    """The claim holder and event actor of this process's worker."""
+    return f"{automation.WORKER_HOLDER_PREFIX}{socket.gethostname()}:{os.getpid()}"
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+@dataclass(frozen=True)
+class BugReportWorkItem:
+    """One claimed report waiting for a runner. Lower priority runs first (severity rank)."""
+
+    report_id: uuid.UUID
+    priority: int = 100
+    retry_count: int = 0
+
+
+# The runner ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    outcome: str
+    exit_code: int | None
+    output_tail: str
+    error: str = ""
+    last_stdout_line: str = ""
+    duration: float = 0.0
+    lease_lost: bool = False
+    aborted: bool = False
+
+
+class _Tail:
+    """The last `limit` bytes of a process's output, fed by reader threads."""
+
+    def __init__(self, limit: int = OUTPUT_TAIL_BYTES):
+        self.limit = limit
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.last_stdout_line = b""
+
+    def add(self, chunk: bytes, *, stdout: bool) -> None:
+        with self._lock:
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            while self._size - len(self._chunks[0]) >= self.limit:
+                self._size -= len(self._chunks.popleft())
+            if stdout and chunk.strip():
+                self.last_stdout_line = chunk
+
+    def text(self) -> str:
+        with self._lock:
+            data = b"".join(self._chunks)
+        return data[-self.limit :].decode("utf-8", errors="replace")
+
+
+def _pump(stream, tail: _Tail, *, stdout: bool) -> None:
+    try:
+        for line in iter(lambda: stream.readline(OUTPUT_TAIL_BYTES), b""):
+            tail.add(line, stdout=stdout)
+    except (OSError, ValueError):
+        pass
+    finally:
+        stream.close()
+
+
+def _feed(stream, data: bytes) -> None:
+    try:
+        stream.write(data)
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the process does not read its input; that is its business
+    finally:
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def run_command(
+    *,
+    argv: Sequence[str],
+    stdin: bytes,
+    env: Mapping[str, str],
+    timeout: float,
+    tick_seconds: float = 30.0,
+    on_tick: Callable[[], bool] | None = None,
+    abort: threading.Event | None = None,
+    kill_grace: float = KILL_GRACE_SECONDS,
+) -> RunResult:
+    """Run `argv` in its own session with `stdin`, keeping an output tail.
+
+    Every `tick_seconds`, `on_tick()` runs (the lease heartbeat); when it returns False, or
+    `abort` is set, or `timeout` passes, the whole process group gets SIGTERM, then SIGKILL
+    after `kill_grace` seconds.
+    """
+    started = time.monotonic()
+    tail = _Tail()
+    try:
+        process = subprocess.Popen(  # the operator's own configured command
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            start_new_session=True,
+            close_fds=True,
+        )
+    except (OSError, ValueError) as exc:
+        return RunResult(
+            outcome=RunOutcome.CRASHED,
+            exit_code=None,
+            output_tail="",
+            error=f"Could not start the remediation command: {exc}",
+            duration=time.monotonic() - started,
+        )
+    threads = [
+        threading.Thread(target=_feed, args=(process.stdin, stdin), daemon=True),
+        threading.Thread(
+            target=_pump, args=(process.stdout, tail), kwargs={"stdout": True}, daemon=True
+        ),
+        threading.Thread(
+            target=_pump, args=(process.stderr, tail), kwargs={"stdout": False}, daemon=True
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+
+    deadline = started + timeout
+    next_tick = started + tick_seconds
+    stopped_because = None
+    while True:
+        now = time.monotonic()
+        wait = min(deadline, next_tick) - now
+        if abort is not None:
+            wait = min(wait, 0.2)
+        try:
+            process.wait(timeout=max(0.0, wait))
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if abort is not None and abort.is_set():
+            stopped_because = "aborted"
+        elif now >= deadline:
+            stopped_because = "timed_out"
+        elif now >= next_tick:
+            next_tick = now + tick_seconds
+            if on_tick is not None and on_tick() is False:
+                stopped_because = "lease_lost"
+        if stopped_because:
+            _kill_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=kill_grace)
+            except subprocess.TimeoutExpired:
+                _kill_group(process.pid, signal.SIGKILL)
+                process.wait()
+            break
+
+    # Whatever the command left behind in its group goes too, so the pipes close.
+    _kill_group(process.pid, signal.SIGKILL)
+    for thread in threads:
+        thread.join(timeout=kill_grace)
+    duration = time.monotonic() - started
+    returncode = process.returncode
+    last_line = tail.last_stdout_line.decode("utf-8", errors="replace").strip()
+    output = tail.text()
+    if stopped_because == "timed_out":
+        return RunResult(
+            outcome=RunOutcome.TIMED_OUT,
+            exit_code=None,
+            output_tail=output,
+            error=f"Timed out after {timeout:g}s; the process group was killed.",
+            duration=duration,
+        )
+    if stopped_because in ("lease_lost", "aborted"):
+        return RunResult(
+            outcome=RunOutcome.CRASHED,
+            exit_code=None,
+            output_tail=output,
+            error=(
+                "The lease was lost during the run; the process group was killed."
+                if stopped_because == "lease_lost"
+                else "The worker stopped during the run; the process group was killed."
+            ),
+            duration=duration,
+            lease_lost=stopped_because == "lease_lost",
+            aborted=stopped_because == "aborted",
+        )
+    if returncode < 0:
+        return RunResult(
+            outcome=RunOutcome.CRASHED,
+            exit_code=None,
+            output_tail=output,
+            error=f"Killed by signal {-returncode}.",
+            duration=duration,
+        )
+    if returncode != 0:
+        return RunResult(
+            outcome=RunOutcome.FAILED,
+            exit_code=returncode,
+            output_tail=output,
+            error=f"Exited with status {returncode}.",
+            last_stdout_line=last_line,
+            duration=duration,
+        )
+    return RunResult(
+        outcome=RunOutcome.SUCCEEDED,
+        exit_code=0,
+        output_tail=output,
+        last_stdout_line=last_line,
+        duration=duration,
+    )
+
+
+def parse_result_line(line: str) -> dict[str, Any]:
+    """`resolution_notes`, `commit_shas`, `verify` from a JSON last stdout line; {} otherwise.
+    Values of the wrong type are ignored rather than trusted."""
+    try:
+        data = json.loads(line)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    result: dict[str, Any] = {}
+    if isinstance(data.get("resolution_notes"), str):
+        result["resolution_notes"] = data["resolution_notes"]
+    shas = data.get("commit_shas")
+    if isinstance(shas, list) and all(isinstance(s, str) for s in shas):
+        result["commit_shas"] = shas
+    if isinstance(data.get("verify"), bool):
+        result["verify"] = data["verify"]
+    return result
+
+
+def report_document(report: BugReport) -> dict[str, Any]:
+    """The report as the API shows it: what the remediation command reads on stdin."""
+    from .selectors import report_list
+    from .serializers import BugReportSerializer
+
+    shown = report_list().select_related("dedup_group").get(pk=report.pk)
+    return BugReportSerializer(shown, context={"now": timezone.now()}).data
+
+
+# The worker ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Duty:
+    name: str
+    every: float
+    run: Callable[[], Any]
+    last_at: float = field(default=-1e18)
+
+
+class RemediationWorker:
+    """Scanner thread + a WorkQueue of runner threads + periodic duties, for one process."""
+
+    def __init__(
+        self,
+        *,
+        holder: str | None = None,
+        threads: int | None = None,
+        poll_seconds: float | None = None,
+        lease_seconds: int | None = None,
+        command: Sequence[str] | None = None,
+        timeout: float | None = None,
+        duties: bool = True,
+    ):
+        self.holder = holder or worker_holder()
+        self.threads = threads or settings.WORKER_THREADS
+        self.poll_seconds = settings.WORKER_POLL_SECONDS if poll_seconds is None else poll_seconds
+        self.lease_seconds = int(lease_seconds or _setting("WORKER_LEASE_SECONDS", 120))
+        self.command = list(settings.REMEDIATION_COMMAND if command is None else command)
+        self.timeout = settings.REMEDIATION_TIMEOUT if timeout is None else timeout
+        self.queue = WorkQueue(name="remediation", threads=self.threads)
+        self.queue.register(BugReportWorkItem, self.process)
+        self.started_at: datetime | None = None
+        self.last_scan_at: datetime | None = None
+        self.last_scan_claimed = 0
+        self.last_backlog_alerts: list[Any] = []
+        self._tokens: dict[uuid.UUID, str] = {}
+        self._tokens_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._wake = threading.Event()
+        self._scanner: threading.Thread | None = None
+        self._duties = (
+            [
+                _Duty("lease_sweep", _setting("WORKER_SWEEP_SECONDS", 60.0), self._sweep_leases),
+                _Duty(
+                    "telemetry_enrichment", _setting("WORKER_ENRICH_SECONDS", 300.0), self._enrich
+                ),
+                _Duty(
+                    "backlog_alerts", _setting("WORKER_ALERT_SECONDS", 300.0), self._check_backlog
+                ),
+            ]
+            if duties
+            else []
+        )
+
+    # Life cycle -------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._scanner and self._scanner.is_alive() and self.queue.alive)
+
+    def start(self) -> None:
+        if self._scanner is not None:
+            return
+        if not self.command:
+            logger.warning(
+                "REMEDIATION_COMMAND is empty: worker %s runs its periodic duties but claims no reports.",
+                self.holder,
+            )
+        self.started_at = timezone.now()
+        self.queue.start()
+        self._scanner = threading.Thread(
+            target=self._scan_loop, name="remediation-scanner", daemon=True
+        )
+        self._scanner.start()
+        logger.info(
+            "Remediation worker started as %s (%d runner threads, polling every %gs).",
+            self.holder,
+            self.threads,
+            self.poll_seconds,
+        )
+
+    def stop(self, *, deadline: float = 30.0) -> None:
+        """Stop claiming, let running work finish for up to `deadline` seconds, then kill what
+        is still running and give every claim this worker holds back."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        if self._scanner is not None:
+            self._scanner.join(timeout=max(deadline, 1.0))
+        leftovers = self.queue.shutdown(
+            deadline=deadline, on_deadline=self._abort.set, grace=KILL_GRACE_SECONDS + 5
+        )
+        for item in leftovers:
+            self._give_back(item.report_id, "The worker stopped before starting this run.")
+        with self._tokens_lock:
+            remaining = list(self._tokens)
+        for report_id in remaining:
+            self._give_back(report_id, "The worker stopped; the report goes back to the queue.")
+        self._unpublish()
+        connection.close()
+        logger.info("Remediation worker %s stopped.", self.holder)
+
+    def _give_back(self, report_id: uuid.UUID, reason: str) -> None:
+        token = self._take_token(report_id)
+        if token is None:
+            return
+        try:
+            automation.report_run_abandoned(
+                report_id=report_id,
+                run_id=None,
+                actor=self.holder,
+                claim_token=token,
+                reason=reason,
+            )
+        except Exception:
+            logger.exception("Could not give report %s back; its lease will expire.", report_id)
+
+    def _take_token(self, report_id) -> str | None:
+        with self._tokens_lock:
+            return self._tokens.pop(report_id, None)
+
+    # Scanning ---------------------------------------------------------------------------
+
+    def _scan_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                close_stale_connections()
+                try:
+                    self.scan_once()
+                except Exception:
+                    logger.exception("Worker %s: scan failed.", self.holder)
+                self.run_duties()
+                self._publish()
+                close_stale_connections()
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+        finally:
+            connection.close()
+
+    def claim_next(self) -> BugReportWorkItem | None:
+        """Claim one automatable report for this worker; None when nothing is due."""
+        if not self.command or self._stop.is_set():
+            return None
+        claimed = automation.report_claim_for_automation(
+            actor=self.holder, lease_seconds=self.lease_seconds
+        )
+        if claimed is None:
+            return None
+        report, token = claimed
+        with self._tokens_lock:
+            self._tokens[report.pk] = token
+        return BugReportWorkItem(
+            report_id=report.pk, priority=report.severity_rank, retry_count=report.attempts
+        )
+
+    def scan_once(self) -> int:
+        """Claim as many reports as there are idle runners and queue them; how many."""
+        claimed = 0
+        while self.queue.free_slots() > 0 and not self._stop.is_set():
+            item = self.claim_next()
+            if item is None:
+                break
+            self.queue.enqueue(item)
+            claimed += 1
+        self.last_scan_at = timezone.now()
+        self.last_scan_claimed = claimed
+        return claimed
+
+    # Running ----------------------------------------------------------------------------
+
+    def process(self, item: BugReportWorkItem) -> bool:
+        """Run the remediation command for one claimed report and record the outcome."""
+        token = None
+        with self._tokens_lock:
+            token = self._tokens.get(item.report_id)
+        if token is None:
+            return False
+        try:
+            return self._process(item, token)
+        finally:
+            self._take_token(item.report_id)
+            self._wake.set()
+
+    def _process(self, item: BugReportWorkItem, token: str) -> bool:
+        report_id = item.report_id
+        try:
+            run = automation.run_start(
+                report_id=report_id, actor=self.holder, claim_token=token, command=self.command
+            )
+        except LeaseLost:
+            logger.warning(
+                "Worker %s lost the lease on %s before its run started.", self.holder, report_id
+            )
+            return False
+        try:
+            document = report_document(BugReport.objects.get(pk=report_id))
+            stdin = json.dumps(document, cls=DjangoJSONEncoder).encode()
+        except Exception as exc:
+            logger.exception("Could not serialise report %s for its run.", report_id)
+            automation.report_run_failed(
+                report_id=report_id,
+                run_id=run.pk,
+                actor=self.holder,
+                claim_token=token,
+                outcome=RunOutcome.CRASHED,
+                error=f"Could not prepare the report for the runner: {exc}",
+            )
+            return False
+        env = {**os.environ, "BUG_REPORT_ID": str(report_id)}
+        # The runner's thread talks to the database only between waits: let go of the
+        # connection meanwhile so a long run does not pin one.
+        close_stale_connections()
+        result = run_command(
+            argv=self.command,
+            stdin=stdin,
+            env=env,
+            timeout=self.timeout,
+            tick_seconds=max(1.0, self.lease_seconds / 3),
+            on_tick=lambda: self._heartbeat(report_id, token),
+            abort=self._abort,
+        )
+        logger.info(
+            "Worker %s: run %d of %s %s in %.1fs (exit %s).",
+            self.holder,
+            run.attempt,
+            report_id,
+            result.outcome,
+            result.duration,
+            result.exit_code,
+        )
+        try:
+            return self._record(report_id, run.pk, token, result)
+        except DomainError as exc:
+            logger.warning("Worker %s could not record run %s: %s", self.holder, run.pk, exc)
+            automation.run_finish(
+                run_id=run.pk,
+                outcome=result.outcome,
+                exit_code=result.exit_code,
+                output_tail=result.output_tail,
+                error=f"{result.error} The result could not be recorded: {exc}".strip(),
+            )
+            return False
+
+    def _record(self, report_id, run_id: int, token: str, result: RunResult) -> bool:
+        if result.lease_lost:
+            automation.run_finish(
+                run_id=run_id,
+                outcome=result.outcome,
+                output_tail=result.output_tail,
+                error=result.error,
+            )
+            return False
+        if result.aborted:
+            automation.report_run_abandoned(
+                report_id=report_id,
+                run_id=run_id,
+                actor=self.holder,
+                claim_token=token,
+                reason=result.error,
+            )
+            return False
+        if result.outcome == RunOutcome.SUCCEEDED:
+            automation.report_run_succeeded(
+                report_id=report_id,
+                run_id=run_id,
+                actor=self.holder,
+                claim_token=token,
+                exit_code=0,
+                output_tail=result.output_tail,
+                **parse_result_line(result.last_stdout_line),
+            )
+            return True
+        automation.report_run_failed(
+            report_id=report_id,
+            run_id=run_id,
+            actor=self.holder,
+            claim_token=token,
+            outcome=result.outcome,
+            exit_code=result.exit_code,
+            output_tail=result.output_tail,
+            error=result.error,
+        )
+        return False
+
+    def _heartbeat(self, report_id, token: str) -> bool:
+        from .services import report_heartbeat
+
+        try:
+            report_heartbeat(
+                report_id=report_id,
+                actor=self.holder,
+                claim_token=token,
+                lease_seconds=self.lease_seconds,
+            )
+            return True
+        except LeaseLost:
+            logger.warning(
+                "Worker %s lost the lease on %s mid-run; stopping the run.", self.holder, report_id
+            )
+            return False
+        except Exception:
+            # A database hiccup is not a lost lease: keep running, the next beat may succeed.
+            logger.exception("Worker %s: heartbeat for %s failed.", self.holder, report_id)
+            return True
+        finally:
+            close_stale_connections()
+
+    # Periodic duties --------------------------------------------------------------------
+
+    def run_duties(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        for duty in self._duties:
+            if not force and now - duty.last_at < duty.every:
+                continue
+            duty.last_at = now
+            try:
+                duty.run()
+            except Exception:
+                logger.exception("Worker %s: %s failed.", self.holder, duty.name)
+
+    def _sweep_leases(self) -> None:
+        from .services import leases_sweep
+
+        swept = leases_sweep()
+        if swept:
+            logger.info("Lease sweep cleared %d expired claim(s).", swept)
+
+    def _enrich(self) -> None:
+        try:
+            from telemetry.services import enrich_missing_releases
+        except ImportError:
+            return
+        enrich_missing_releases(batch_size=_setting("WORKER_ENRICH_BATCH", 500))
+
+    def _check_backlog(self) -> None:
+        try:
+            from .summary import backlog_alerts
+        except ImportError:
+            return
+        alerts = list(backlog_alerts() or [])
+        self.last_backlog_alerts = alerts
+        for alert in alerts:
+            message = alert.get("message", alert) if isinstance(alert, dict) else alert
+            logger.warning("Backlog alert: %s", message)
+
+    # Status -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "alive": self.alive,
+            "started_at": _iso(self.started_at),
+            "last_scan_at": _iso(self.last_scan_at),
+            "last_scan_claimed": self.last_scan_claimed,
+            "poll_seconds": self.poll_seconds,
+            "command_configured": bool(self.command),
+            "queue": self.queue.metrics().as_dict(),
+        }
+
+    def _publish(self) -> None:
+        """Tell other processes (through the shared cache) that this worker is alive."""
+        ttl = int(max(60, self.poll_seconds * 3))
+        try:
+            cache.set(f"{CACHE_PREFIX}{self.holder}", self.snapshot(), timeout=ttl)
+            registry = cache.get(CACHE_REGISTRY_KEY) or {}
+            cutoff = time.time() - 24 * 3600
+            registry = {h: seen for h, seen in registry.items() if seen > cutoff}
+            registry[self.holder] = time.time()
+            cache.set(CACHE_REGISTRY_KEY, registry, timeout=24 * 3600)
+        except Exception:
+            logger.debug("Could not publish worker status to the cache.", exc_info=True)
+
+    def _unpublish(self) -> None:
+        try:
+            cache.delete(f"{CACHE_PREFIX}{self.holder}")
+        except Exception:
+            logger.debug("Could not remove worker status from the cache.", exc_info=True)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def published_workers() -> list[dict[str, Any]]:
+    """Workers of every process sharing this cache that reported within their TTL."""
+    try:
+        registry = cache.get(CACHE_REGISTRY_KEY) or {}
+        found = cache.get_many([f"{CACHE_PREFIX}{holder}" for holder in registry])
+    except Exception:
+        return []
+    return sorted(found.values(), key=lambda w: w.get("holder", ""))
+
+
+# Start-up in the processes that serve the app -----------------------------------------------
+
+_process_worker: RemediationWorker | None = None
+_process_worker_pid: int | None = None
+_process_lock = threading.Lock()
+
+
+def process_worker() -> RemediationWorker | None:
+    """This process's own worker, if one was started here."""
+    if _process_worker_pid != os.getpid():
+        return None
+    return _process_worker
+
+
+def serving_process_kind(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """`runserver` or `gunicorn` when this process serves the web app, else None.
+
+    `runserver` with the autoreloader runs twice: a parent that only watches files and a
+    child (RUN_MAIN=true) that serves; only the child counts. Every other management
+    command (migrate, bugstatus, run_worker, ...) and the test runner return None.
+    """
+    if len(argv) > 1 and argv[1] == "runserver":
+        if environ.get("RUN_MAIN") == "true" or "--noreload" in argv[2:]:
+            return "runserver"
+        return None
+    program = argv[0] if argv else ""
+    if "gunicorn" in os.path.basename(program) or program.endswith(
+        os.path.join("gunicorn", "__main__.py")
+    ):
+        return "gunicorn"
+    return None
+
+
+def _in_gunicorn_worker() -> bool:
+    """Whether we are inside a gunicorn worker's start-up (not the master loading the app with
+    --preload, whose threads would not survive the fork anyway)."""
+    frame = sys._getframe()
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "init_process" and "gunicorn" in code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def start_process_worker(**options) -> RemediationWorker:
+    """Start this process's worker once (per process id) and stop it cleanly at exit."""
+    global _process_worker, _process_worker_pid
+    with _process_lock:
+        if _process_worker is not None and _process_worker_pid == os.getpid():
+            return _process_worker
+        worker = RemediationWorker(**options)
+        _process_worker, _process_worker_pid = worker, os.getpid()
+    worker.start()
+    atexit.register(_stop_at_exit, worker)
+    return worker
+
+
+def _stop_at_exit(worker: RemediationWorker) -> None:
+    if _process_worker_pid == os.getpid():
+        worker.stop(deadline=_setting("WORKER_SHUTDOWN_SECONDS", 10.0))
+
+
+def start_if_serving(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> bool:
+    """Called from `ReportsConfig.ready()`: start the worker when BUGTRACKER_WORKER is on and
+    this process serves the app. True when a worker was started (or scheduled after fork)."""
+    if not settings.BUGTRACKER_WORKER:
+        return False
+    argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
+    kind = serving_process_kind(argv, environ)
+    if kind is None:
+        return False
+    if kind == "gunicorn" and not _in_gunicorn_worker():
+        # --preload: the master loads the app once; each forked worker starts its own.
+        os.register_at_fork(after_in_child=start_process_worker)
+        return True
+    start_process_worker()
+    return True

@@ -1,0 +1,98 @@
+import json
+import os
+import sys
+import threading
+import time
+
+from reports.worker import OUTPUT_TAIL_BYTES, parse_result_line, run_command
+
+from .helpers import COMMAND, pid_alive
+
+
+def run_script(tmp_path, mode, *, timeout=10.0, **kwargs):
+    report = {"id": "r-1", "title": "Crash on save", "metadata": {"mode": mode}}
+    env = {**os.environ, "BUG_REPORT_ID": "r-1", "REMEDIATION_LOG": str(tmp_path / "log")}
+    return run_command(argv=COMMAND, stdin=json.dumps(report).encode(), env=env, timeout=timeout, **kwargs)
+
+
+def test_exit_zero_succeeds_with_the_last_stdout_line_and_an_output_tail(tmp_path):
+    result = run_script(tmp_path, "succeed")
+    assert (result.outcome, result.exit_code, result.error) == ("succeeded", 0, "")
+    assert parse_result_line(result.last_stdout_line) == {
+        "resolution_notes": "Fixed: Crash on save",
+        "commit_shas": ["0123abcd"],
+        "verify": False,
+    }
+    assert "looking at Crash on save" in result.output_tail
+    assert "a line on stderr" in result.output_tail
+    assert (tmp_path / "log").read_text().startswith("r-1 ")
+
+
+def test_non_zero_exit_fails_with_its_code_and_stderr(tmp_path):
+    result = run_script(tmp_path, "fail")
+    assert (result.outcome, result.exit_code) == ("failed", 3)
+    assert result.error == "Exited with status 3."
+    assert "boom: could not reproduce" in result.output_tail
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path):
+    started = time.monotonic()
+    result = run_script(tmp_path, "spawn_and_hang", timeout=1.0, kill_grace=1.0)
+    assert time.monotonic() - started < 8
+    assert (result.outcome, result.exit_code) == ("timed_out", None)
+    assert "Timed out after 1s" in result.error
+    child = int((tmp_path / "log.d" / "r-1.child").read_text())
+    deadline = time.monotonic() + 5
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child), "the grandchild outlived the timeout"
+
+
+def test_heartbeat_ticks_during_the_run_and_a_lost_lease_stops_it(tmp_path):
+    ticks = []
+
+    def on_tick():
+        ticks.append(time.monotonic())
+        return len(ticks) < 3
+
+    result = run_script(tmp_path, "hang", timeout=30, tick_seconds=0.2, on_tick=on_tick, kill_grace=1)
+    assert len(ticks) == 3
+    assert result.lease_lost and result.outcome == "crashed" and result.exit_code is None
+
+
+def test_abort_stops_a_running_command(tmp_path):
+    abort = threading.Event()
+    threading.Timer(0.3, abort.set).start()
+    result = run_script(tmp_path, "hang", timeout=30, abort=abort, kill_grace=1)
+    assert result.aborted and result.outcome == "crashed"
+
+
+def test_a_command_that_cannot_start_is_a_crash(tmp_path):
+    result = run_command(argv=[str(tmp_path / "missing")], stdin=b"{}", env={}, timeout=5)
+    assert (result.outcome, result.exit_code) == ("crashed", None)
+    assert "Could not start the remediation command" in result.error
+
+
+def test_output_tail_keeps_only_the_end_of_a_long_output():
+    code = "import sys; sys.stdin.read(); print('x' * 100000); print('THE END')"
+    result = run_command(argv=[sys.executable, "-c", code], stdin=b"", env=dict(os.environ), timeout=10)
+    assert result.outcome == "succeeded"
+    assert len(result.output_tail.encode()) <= OUTPUT_TAIL_BYTES
+    assert result.output_tail.endswith("THE END\n")
+    assert result.last_stdout_line == "THE END"
+
+
+def test_a_command_that_ignores_a_large_stdin_does_not_block():
+    payload = b"x" * (4 * 1024 * 1024)
+    result = run_command(argv=[sys.executable, "-c", "print('ok')"], stdin=payload, env=dict(os.environ), timeout=10)
+    assert result.outcome == "succeeded"
+
+
+def test_result_lines_of_the_wrong_shape_are_ignored():
+    assert parse_result_line("not json") == {}
+    assert parse_result_line("[1, 2]") == {}
+    assert parse_result_line('{"resolution_notes": 5, "commit_shas": "abc", "verify": "yes"}') == {}
+    assert parse_result_line('{"resolution_notes": "ok", "verify": true}') == {
+        "resolution_notes": "ok",
+        "verify": True,
+    }
