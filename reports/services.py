@@ -16,6 +16,7 @@ from .errors import ClaimConflict, LeaseLost, NotClaimable, TransitionNotAllowed
 from .models import (
     ALLOWED_TRANSITIONS,
     DONE_STATUSES,
+    SEVERITY_RANK,
     BugReport,
     BugReportEvent,
     EventKind,
@@ -104,14 +105,16 @@ def _check_version(report: BugReport, expected_version: int | None) -> None:
         )
 
 
-def _check_claim(report: BugReport, *, actor: str, claim_token: str | None, is_admin: bool):
+def _check_claim(report: BugReport, *, claim_token: str | None, is_admin: bool) -> None:
     """A live claim of someone else blocks changes unless its token or an admin comes along."""
     if is_admin or not report.claim_is_live():
         return
     if claim_token and secrets.compare_digest(hash_token(claim_token), report.claim_token_hash):
         return
     if claim_token:
-        raise LeaseLost("The claim token does not match the live claim on this report; the lease was lost.")
+        raise LeaseLost(
+            "The claim token does not match the live claim on this report; the lease was lost."
+        )
     raise ClaimConflict(
         f"Report is claimed by {report.claim_holder} until "
         f"{report.claim_expires_at.isoformat()}; send its X-Claim-Token.",
@@ -147,7 +150,9 @@ def report_create(
     with transaction.atomic():
         report = report_build(data=data, created_at=created_at)
         report.save(force_insert=True)
-        event_write(report=report, kind=EventKind.CREATED, actor=actor, created_at=report.created_at)
+        event_write(
+            report=report, kind=EventKind.CREATED, actor=actor, created_at=report.created_at
+        )
         return report
 
 
@@ -181,14 +186,16 @@ def report_update(
     with transaction.atomic():
         report = _locked(report_id)
         _check_version(report, expected_version)
-        _check_claim(report, actor=actor, claim_token=claim_token, is_admin=is_admin)
+        _check_claim(report, claim_token=claim_token, is_admin=is_admin)
         changes = {k: v for k, v in data.items() if getattr(report, k) != v}
         if not changes:
             return report
         old = {k: getattr(report, k) for k in changes}
         new_status = changes.pop("status", None)
         if "severity" in changes:
-            changes["sla_due_at"] = sla_due_for(severity=changes["severity"], created_at=report.created_at)
+            changes["sla_due_at"] = sla_due_for(
+                severity=changes["severity"], created_at=report.created_at
+            )
         if new_status is not None:
             changes.update(_status_changes(report, new_status))
         _save(report, changes)
@@ -213,9 +220,7 @@ def report_update(
         return report
 
 
-def report_transition(
-    *, report_id, to_status: str, actor: str, message: str = "", is_admin: bool = True
-) -> BugReport:
+def report_transition(*, report_id, to_status: str, actor: str, message: str = "") -> BugReport:
     """Move a report along the lifecycle; illegal moves raise TransitionNotAllowed (409)."""
     with transaction.atomic():
         report = _locked(report_id)
@@ -247,7 +252,9 @@ def report_add_event(
 def _lease(lease_seconds: int | None) -> timedelta:
     seconds = DEFAULT_LEASE_SECONDS if lease_seconds is None else int(lease_seconds)
     if not 1 <= seconds <= MAX_LEASE_SECONDS:
-        raise InvalidInput("lease_seconds", f"lease_seconds must be between 1 and {MAX_LEASE_SECONDS}.")
+        raise InvalidInput(
+            "lease_seconds", f"lease_seconds must be between 1 and {MAX_LEASE_SECONDS}."
+        )
     return timedelta(seconds=seconds)
 
 
@@ -262,7 +269,9 @@ def _note_expired_lease(report: BugReport, now: datetime) -> None:
         )
 
 
-def _take_claim(report: BugReport, *, actor: str, lease: timedelta, now: datetime) -> tuple[BugReport, str]:
+def _take_claim(
+    report: BugReport, *, actor: str, lease: timedelta, now: datetime
+) -> tuple[BugReport, str]:
     _note_expired_lease(report, now)
     token = secrets.token_urlsafe(32)
     changes: dict[str, Any] = {
@@ -274,7 +283,6 @@ def _take_claim(report: BugReport, *, actor: str, lease: timedelta, now: datetim
     before = report.status
     if before != Status.IN_PROGRESS:
         changes.update(_status_changes(report, Status.IN_PROGRESS))
-        changes.update(claim_holder=actor, claim_token_hash=hash_token(token), claim_expires_at=now + lease)
     _save(report, changes)
     event_write(
         report=report,
@@ -286,13 +294,18 @@ def _take_claim(report: BugReport, *, actor: str, lease: timedelta, now: datetim
     return report, token
 
 
-def report_claim(*, report_id, actor: str, lease_seconds: int | None = None) -> tuple[BugReport, str]:
+def report_claim(
+    *, report_id, actor: str, lease_seconds: int | None = None
+) -> tuple[BugReport, str]:
     """Claim one report for `actor`; returns the report and the token (shown only here)."""
     lease = _lease(lease_seconds)
     with transaction.atomic():
         report = _locked(report_id)
         now = db_now()
-        if report.status not in CLAIMABLE_STATUSES and report.status != Status.AWAITING_VERIFICATION:
+        if (
+            report.status not in CLAIMABLE_STATUSES
+            and report.status != Status.AWAITING_VERIFICATION
+        ):
             raise NotClaimable(f"A {report.status} report cannot be claimed.")
         if report.duplicate_of_id is not None:
             raise NotClaimable(
@@ -330,8 +343,6 @@ def claimable_reports(*, now: datetime, filters: dict[str, Any] | None = None):
 
 
 def severity_rank(severity: str) -> int:
-    from .models import SEVERITY_RANK
-
     return SEVERITY_RANK[Severity(severity)]
 
 
@@ -356,7 +367,9 @@ def report_claim_next(
         return _take_claim(report, actor=actor, lease=lease, now=now)
 
 
-def report_heartbeat(*, report_id, actor: str, claim_token: str, lease_seconds: int | None = None) -> BugReport:
+def report_heartbeat(
+    *, report_id, actor: str, claim_token: str, lease_seconds: int | None = None
+) -> BugReport:
     lease = _lease(lease_seconds)
     with transaction.atomic():
         report = _locked(report_id)
@@ -368,7 +381,9 @@ def report_heartbeat(*, report_id, actor: str, claim_token: str, lease_seconds: 
 
 def _require_token(report: BugReport, claim_token: str | None, now: datetime) -> None:
     if not report.claim_is_live(now) or not claim_token:
-        raise LeaseLost("This report holds no live claim for that token; the lease was lost or expired.")
+        raise LeaseLost(
+            "This report holds no live claim for that token; the lease was lost or expired."
+        )
     if not secrets.compare_digest(hash_token(claim_token), report.claim_token_hash or ""):
         raise LeaseLost("The claim token does not match the live claim; the lease was lost.")
 
@@ -383,7 +398,11 @@ def report_release(
         if not is_admin:
             _require_token(report, claim_token, now)
         holder = report.claim_holder
-        changes: dict[str, Any] = {"claim_holder": None, "claim_token_hash": None, "claim_expires_at": None}
+        changes: dict[str, Any] = {
+            "claim_holder": None,
+            "claim_token_hash": None,
+            "claim_expires_at": None,
+        }
         if report.status != Status.TRIAGED:
             changes.update(_status_changes(report, Status.TRIAGED))
         _save(report, changes)
@@ -434,7 +453,12 @@ def report_resolve(
             kind=EventKind.RESOLVED,
             actor=actor,
             message=resolution_notes,
-            data={"from": before, "to": target, "commit_shas": report.commit_shas, "verify": verify},
+            data={
+                "from": before,
+                "to": target,
+                "commit_shas": report.commit_shas,
+                "verify": verify,
+            },
         )
         if target == Status.RESOLVED:
             resolve_duplicates(report=report, actor=actor)
@@ -470,7 +494,10 @@ def leases_sweep() -> int:
             report = _locked(report_id)
             if report.claim_holder and report.claim_expires_at and report.claim_expires_at <= now:
                 _note_expired_lease(report, now)
-                _save(report, {"claim_holder": None, "claim_token_hash": None, "claim_expires_at": None})
+                _save(
+                    report,
+                    {"claim_holder": None, "claim_token_hash": None, "claim_expires_at": None},
+                )
                 count += 1
     return count
 
