@@ -13,6 +13,7 @@ from django.utils import timezone
 from bugtracker.domain import InvalidInput, NotFound, PreconditionFailed
 
 from .errors import ClaimConflict, LeaseLost, NotClaimable, TransitionNotAllowed, VersionConflict
+from .legacy.mirror import mirror_on_commit
 from .models import (
     ALLOWED_TRANSITIONS,
     DONE_STATUSES,
@@ -93,6 +94,7 @@ def _save(report: BugReport, changes: dict[str, Any]) -> BugReport:
         setattr(report, field, value)
     report.updated_at = now
     report.version += 1
+    mirror_on_commit(report.pk)  # LEGACY_MIRROR_DIR, when set, after the commit
     return report
 
 
@@ -150,6 +152,7 @@ def report_create(
     with transaction.atomic():
         report = report_build(data=data, created_at=created_at)
         report.save(force_insert=True)
+        mirror_on_commit(report.pk)  # LEGACY_MIRROR_DIR, when set, after the commit
         event_write(
             report=report, kind=EventKind.CREATED, actor=actor, created_at=report.created_at
         )

@@ -1,0 +1,180 @@
+"""Importing mapped legacy reports: one transaction per batch, bulk inserts, then grouping."""
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.fields.json import KT
+
+from reports.models import BugReport, BugReportEvent, EventKind
+from reports.services import report_build
+
+from .mapping import LegacyReport
+
+logger = logging.getLogger("reports.legacy")
+
+IMPORT_ACTOR = "backfill"
+GROUP_CHUNK = 500
+
+
+class Outcome(StrEnum):
+    INSERTED = "inserted"
+    PRESENT = "already_present"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """A mapped report and where it was read from (`where` is shown to humans)."""
+
+    report: LegacyReport
+    where: str
+
+
+def legacy_reports_import(
+    *,
+    items: list[BatchItem],
+    actor: str = IMPORT_ACTOR,
+    dry_run: bool = False,
+    seen: dict[str, str] | None = None,
+) -> list[Outcome]:
+    """Insert the batch's new reports with their events in one transaction.
+
+    Returns one outcome per item, in order. A legacy id already in the database (or earlier
+    in the batch) with the same digest is already present; with another digest it is a
+    conflict and the first one read wins. A file our mirror wrote is already present as long
+    as its report exists. `dry_run` writes nothing; `seen` then stands in for the rows the
+    earlier batches would have inserted.
+    """
+    if dry_run:
+        return _classify(items, seen if seen is not None else {}, insert=None)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _classify(items, {}, insert=actor)
+        except IntegrityError:
+            # Another importer (a --watch next to a manual run) inserted one of these ids
+            # between our lookup and our insert: classify the batch again.
+            if attempt == 2:
+                raise
+            logger.warning("legacy import: concurrent insert detected, retrying the batch")
+    raise AssertionError("unreachable")
+
+
+def _classify(items: list[BatchItem], seen: dict[str, str], *, insert: str | None) -> list[Outcome]:
+    ids = [item.report.legacy_id for item in items]
+    known: dict[str, str | None] = dict(
+        BugReport.objects.filter(legacy_id__in=ids).values_list(
+            "legacy_id", KT("metadata__legacy__digest")
+        )
+    )
+    mirror_pks = [item.report.mirror_of for item in items if item.report.mirror_of]
+    known_pks: set[uuid.UUID] = (
+        set(BugReport.objects.filter(pk__in=mirror_pks).values_list("pk", flat=True))
+        if mirror_pks
+        else set()
+    )
+    outcomes: list[Outcome] = []
+    new: list[BatchItem] = []
+    for item in items:
+        report = item.report
+        digest = known.get(report.legacy_id, seen.get(report.legacy_id))
+        exists = report.legacy_id in known or report.legacy_id in seen
+        if report.mirror_of is not None and (exists or report.mirror_of in known_pks):
+            # Our own mirror of a report we hold: never an insert, never a conflict (no echo).
+            outcomes.append(Outcome.PRESENT)
+        elif exists:
+            outcomes.append(Outcome.PRESENT if digest == report.digest else Outcome.CONFLICT)
+        else:
+            seen[report.legacy_id] = report.digest
+            outcomes.append(Outcome.INSERTED)
+            new.append(item)
+    if insert is not None and new:
+        _insert(new, actor=insert)
+    return outcomes
+
+
+def _insert(items: list[BatchItem], *, actor: str) -> None:
+    rows: list[BugReport] = []
+    events: list[BugReportEvent] = []
+    for item in items:
+        legacy = item.report
+        row = report_build(data={**legacy.fields, "metadata": legacy.metadata})
+        row.pk = legacy.pk
+        rows.append(row)
+        events.append(
+            BugReportEvent(
+                report_id=legacy.pk,
+                kind=EventKind.IMPORTED,
+                actor=actor,
+                message=f"Imported from legacy report {legacy.legacy_id}.",
+                data={"legacy_id": legacy.legacy_id, "from": item.where},
+                created_at=legacy.fields["created_at"],
+            )
+        )
+        events.extend(
+            BugReportEvent(
+                report_id=legacy.pk,
+                kind=event.kind,
+                actor=event.actor,
+                message=event.message,
+                data=event.data,
+                created_at=event.created_at,
+            )
+            for event in legacy.events
+        )
+    BugReport.objects.bulk_create(rows)
+    BugReportEvent.objects.bulk_create(events)
+
+
+def _report_group() -> Callable | None:
+    """dedup's grouping service, when that app provides it."""
+    try:
+        from dedup import services as dedup_services
+    except ImportError:
+        return None
+    return getattr(dedup_services, "report_group", None)
+
+
+def grouping_available() -> bool:
+    return _report_group() is not None
+
+
+def legacy_reports_group(
+    *, actor: str = IMPORT_ACTOR, on_progress: Callable | None = None
+) -> int | None:
+    """Group every imported report not grouped yet, oldest first; never reopens anything.
+
+    Going through them in `created_at` order (whatever order the files were read in, and
+    across batch boundaries) makes the groups the same for every run over the same reports.
+    Each call is its own transaction, so a killed run resumes here where it stopped.
+    Returns how many were grouped, or None when the dedup app offers no grouping.
+    """
+    group = _report_group()
+    if group is None:
+        return None
+    pending = BugReport.objects.filter(legacy_id__isnull=False, fingerprint__isnull=True)
+    done = 0
+    after: tuple | None = None
+    while True:
+        chunk = pending.order_by("created_at", "id")
+        if after is not None:
+            chunk = chunk.filter(
+                Q(created_at__gt=after[0]) | Q(created_at=after[0], id__gt=after[1])
+            )
+        keys = list(chunk.values_list("created_at", "id")[:GROUP_CHUNK])
+        if not keys:
+            return done
+        for _, pk in keys:
+            # Fetched one at a time: grouping the previous report may have changed this one.
+            report = BugReport.objects.filter(pk=pk, fingerprint__isnull=True).first()
+            if report is not None:
+                group(report=report, actor=actor, reopen=False)
+                done += 1
+            if on_progress is not None:
+                on_progress(1)
+        after = keys[-1]
