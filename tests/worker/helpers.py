@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,5 @@ def pid_alive(pid: int) -> bool:
 
 
 def kill_quietly(pid: int, sig: int = 9) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -12,7 +12,9 @@ from .helpers import COMMAND, pid_alive
 def run_script(tmp_path, mode, *, timeout=10.0, **kwargs):
     report = {"id": "r-1", "title": "Crash on save", "metadata": {"mode": mode}}
     env = {**os.environ, "BUG_REPORT_ID": "r-1", "REMEDIATION_LOG": str(tmp_path / "log")}
-    return run_command(argv=COMMAND, stdin=json.dumps(report).encode(), env=env, timeout=timeout, **kwargs)
+    return run_command(
+        argv=COMMAND, stdin=json.dumps(report).encode(), env=env, timeout=timeout, **kwargs
+    )
 
 
 def test_exit_zero_succeeds_with_the_last_stdout_line_and_an_output_tail(tmp_path):
@@ -55,7 +57,9 @@ def test_heartbeat_ticks_during_the_run_and_a_lost_lease_stops_it(tmp_path):
         ticks.append(time.monotonic())
         return len(ticks) < 3
 
-    result = run_script(tmp_path, "hang", timeout=30, tick_seconds=0.2, on_tick=on_tick, kill_grace=1)
+    result = run_script(
+        tmp_path, "hang", timeout=30, tick_seconds=0.2, on_tick=on_tick, kill_grace=1
+    )
     assert len(ticks) == 3
     assert result.lease_lost and result.outcome == "crashed" and result.exit_code is None
 
@@ -75,7 +79,9 @@ def test_a_command_that_cannot_start_is_a_crash(tmp_path):
 
 def test_output_tail_keeps_only_the_end_of_a_long_output():
     code = "import sys; sys.stdin.read(); print('x' * 100000); print('THE END')"
-    result = run_command(argv=[sys.executable, "-c", code], stdin=b"", env=dict(os.environ), timeout=10)
+    result = run_command(
+        argv=[sys.executable, "-c", code], stdin=b"", env=dict(os.environ), timeout=10
+    )
     assert result.outcome == "succeeded"
     assert len(result.output_tail.encode()) <= OUTPUT_TAIL_BYTES
     assert result.output_tail.endswith("THE END\n")
@@ -84,7 +90,9 @@ def test_output_tail_keeps_only_the_end_of_a_long_output():
 
 def test_a_command_that_ignores_a_large_stdin_does_not_block():
     payload = b"x" * (4 * 1024 * 1024)
-    result = run_command(argv=[sys.executable, "-c", "print('ok')"], stdin=payload, env=dict(os.environ), timeout=10)
+    result = run_command(
+        argv=[sys.executable, "-c", "print('ok')"], stdin=payload, env=dict(os.environ), timeout=10
+    )
     assert result.outcome == "succeeded"
 
 

@@ -88,7 +88,9 @@ def test_shutdown_drains_within_the_deadline_and_hands_back_what_never_started()
         work.enqueue(Job(name))
     time.sleep(0.1)
     started = time.monotonic()
-    leftovers = work.shutdown(deadline=0.3, on_deadline=lambda: (gave_up.append(True), release.set()))
+    leftovers = work.shutdown(
+        deadline=0.3, on_deadline=lambda: (gave_up.append(True), release.set())
+    )
     assert time.monotonic() - started < 3
     assert [job.name for job in leftovers] == ["queued-1", "queued-2"]
     assert gave_up == [True]
