@@ -77,7 +77,16 @@ def test_admin_status_is_for_admins_only(api_client, agent_client, admin_client)
     assert body["queue"] == {"depth": 0, "in_flight": 0, "processed": 0, "failed": 0}
     assert body["last_scan_at"] is None
     assert body["thresholds"] == {"max_open": 500, "max_age_hours": 168.0}
-    assert "backlog_alerts" in body
+    assert body["backlog_alerts"] == []
+
+
+@pytest.mark.django_db
+def test_admin_status_shows_backlog_alerts(admin_client, settings):
+    settings.BACKLOG_ALERT_MAX_OPEN = 1
+    make_report()
+    make_report()
+    alerts = admin_client.get("/api/admin/status").json()["backlog_alerts"]
+    assert len(alerts) == 1 and "2 open reports" in alerts[0]
 
 
 @pytest.mark.django_db(transaction=True)
