@@ -399,7 +399,6 @@ class RemediationWorker:
         for report_id in remaining:
             self._give_back(report_id, "The worker stopped; the report goes back to the queue.")
         self._unpublish()
-        connection.close()
         logger.info("Remediation worker %s stopped.", self.holder)
 
     def _give_back(self, report_id: uuid.UUID, reason: str) -> None:
@@ -509,8 +508,8 @@ class RemediationWorker:
             )
             return False
         env = {**os.environ, "BUG_REPORT_ID": str(report_id)}
-        # The runner's thread talks to the database only between waits: let go of the
-        # connection meanwhile so a long run does not pin one.
+        # No transaction stays open while the command runs: the lease, not a row lock, keeps
+        # other workers away, and the heartbeat renews it.
         close_stale_connections()
         result = run_command(
             argv=self.command,
