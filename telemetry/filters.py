@@ -25,8 +25,12 @@ class ReleaseFilter(filters.FilterSet):
         lookup_expr="startswith",
         help_text="A commit sha or a prefix of one (at least 4 hex digits).",
     )
-    deployed_after = filters.IsoDateTimeFilter(field_name="deployed_at", lookup_expr="gte")
-    deployed_before = filters.IsoDateTimeFilter(field_name="deployed_at", lookup_expr="lt")
+    deployed_after = filters.IsoDateTimeFilter(
+        field_name="deployed_at", lookup_expr="gte", help_text="Deployed at or after (ISO 8601)."
+    )
+    deployed_before = filters.IsoDateTimeFilter(
+        field_name="deployed_at", lookup_expr="lt", help_text="Deployed before (ISO 8601)."
+    )
 
     class Meta:
         model = Release

@@ -1,7 +1,7 @@
 import re
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.permissions import IsAdmin, IsAgent, caller_id
-from bugtracker.schema import problems
+from bugtracker.schema import PROBLEM, problems
 from reports.serializers import BugReportSerializer
 
 from . import services
@@ -18,6 +18,9 @@ from .selectors import TRACE_REPORTS_LIMIT, release_list, reports_on_trace
 from .serializers import ReleaseCreateSerializer, ReleaseSerializer
 
 _TRACE_ID = re.compile(r"[\x21-\x7e]{1,64}")
+RELEASE_CONFLICT = OpenApiResponse(
+    PROBLEM, description="This sha, environment and deployed_at are recorded with another version."
+)
 
 
 class ReleaseListView(generics.GenericAPIView):
@@ -38,6 +41,7 @@ class ReleaseListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="List deployments",
+        operation_id="telemetry_releases_list",
         description="Latest deployment first, cursor-paginated. Agents and admins.",
         responses={200: ReleaseSerializer(many=True), **problems(400, 401, 403)},
     )
@@ -47,6 +51,7 @@ class ReleaseListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="Record a deployment",
+        operation_id="telemetry_releases_create",
         description=(
             "Admins. `deployed_at` defaults to now. Recording the same sha, environment and "
             "`deployed_at` again returns the existing row with 200; with another `version`, 409. "
@@ -56,7 +61,8 @@ class ReleaseListView(generics.GenericAPIView):
         responses={
             201: ReleaseSerializer,
             200: ReleaseSerializer,
-            **problems(400, 401, 403, 409, 413, 415),
+            **problems(400, 401, 403, 413, 415),
+            409: RELEASE_CONFLICT,
         },
     )
     def post(self, request):
@@ -72,13 +78,21 @@ class TraceReportsView(APIView):
 
     @extend_schema(
         summary="Reports on one trace",
+        operation_id="telemetry_trace_reports",
         description=(
             "Every report whose `trace_id` is this one, duplicates included, oldest first, as a "
             f"list (at most {TRACE_REPORTS_LIMIT}; page through longer traces with "
             "`GET /api/bug-reports?trace_id=…&include_duplicates=true`). "
             "An unknown trace is an empty list."
         ),
-        parameters=[OpenApiParameter("trace_id", location=OpenApiParameter.PATH, type=str)],
+        parameters=[
+            OpenApiParameter(
+                "trace_id",
+                location=OpenApiParameter.PATH,
+                type=str,
+                description="The W3C trace id (32 lowercase hex digits) the reports carry.",
+            )
+        ],
         responses={200: BugReportSerializer(many=True), **problems(400, 401, 403)},
     )
     def get(self, request, trace_id: str):
