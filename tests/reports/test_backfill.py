@@ -10,6 +10,8 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from dedup.models import DedupGroup
+from reports.legacy.backfill import Backfill
 from reports.legacy.services import grouping_available
 from reports.models import BugReport, BugReportEvent
 
@@ -192,7 +194,7 @@ def test_a_dry_run_writes_nothing_and_says_what_it_would_do():
 def test_batches_and_file_order_do_not_change_the_result(tmp_path, sample_copy):
     backfill(sample_copy, "--batch-size", "1", expect_exit=1)
     small_batches = _snapshot()
-    BugReport.objects.all().delete()
+    wipe()
 
     backfill(sample_copy, "--batch-size", "100000", expect_exit=1)
 
@@ -200,6 +202,8 @@ def test_batches_and_file_order_do_not_change_the_result(tmp_path, sample_copy):
 
 
 def _snapshot():
+    """What an import wrote; dedup groups (random ids) stand in by their fingerprint."""
+    fingerprints = {str(k): v for k, v in DedupGroup.objects.values_list("id", "fingerprint")}
     reports = sorted(
         BugReport.objects.values_list(
             "id",
@@ -209,15 +213,44 @@ def _snapshot():
             "created_at",
             "updated_at",
             "resolved_at",
+            "version",
             "duplicate_of",
+            "dedup_group__fingerprint",
             "metadata",
         )
     )
     events = sorted(
-        BugReportEvent.objects.values_list("report_id", "kind", "actor", "message", "created_at"),
+        (
+            (
+                str(e.report_id),
+                e.kind,
+                e.actor,
+                e.message,
+                e.created_at,
+                _ungrouped(e.data, fingerprints),
+            )
+            for e in BugReportEvent.objects.all()
+        ),
         key=repr,
     )
-    return reports, events
+    groups = sorted(
+        DedupGroup.objects.values_list(
+            "fingerprint", "canonical_id", "occurrences", "first_seen", "last_seen", "active"
+        )
+    )
+    return reports, events, groups
+
+
+def _ungrouped(data: dict, fingerprints: dict) -> str:
+    if isinstance(data, dict) and "group" in data:
+        data = {**data, "group": fingerprints.get(data["group"], data["group"])}
+    return json.dumps(data, sort_keys=True)
+
+
+def wipe() -> None:
+    """Delete every report (duplicates first: duplicate_of protects canonicals)."""
+    BugReport.objects.filter(duplicate_of__isnull=False).delete()
+    BugReport.objects.all().delete()
 
 
 def test_same_id_with_other_content_is_a_conflict_and_the_first_read_wins(tmp_path):
@@ -388,3 +421,62 @@ def test_the_samples_duplicates_share_a_canonical_and_different_errors_never_do(
         canonical = row.duplicate_of
         assert canonical.duplicate_of_id is None
         assert canonical.created_at <= row.created_at
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, not even `except Exception`."""
+
+
+def _kill_at(monkeypatch, method: str, call: int, *, before: bool = True):
+    original = getattr(Backfill, method)
+    calls = {"n": 0}
+
+    def wrapper(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call and before:
+            raise Killed
+        result = original(self, *args, **kwargs)
+        if calls["n"] == call:
+            raise Killed
+        return result
+
+    monkeypatch.setattr(Backfill, method, wrapper)
+
+
+@pytest.mark.parametrize(
+    ("method", "call", "before"),
+    [
+        ("_write_pending", 7, False),  # state for the batch written, the batch not committed yet
+        ("_commit_checkpoint", 7, True),  # the batch committed, its checkpoint not in place yet
+        ("_finish_archive_moves", 7, True),  # committed and checkpointed, files not moved yet
+        ("_take", 100, True),  # in the middle of reading a file
+        ("_take", 290, True),  # in the middle of the big array export
+    ],
+)
+def test_an_interruption_at_any_step_of_a_batch_resumes_exactly(
+    tmp_path, sample_copy, monkeypatch, method, call, before
+):
+    archive = tmp_path / "archive"
+    reference = Backfill([sample_copy], batch_size=9, archive_dir=archive).run()
+    expected = _snapshot()
+    wipe()
+    for path in archive.rglob("*.json*"):  # put the files back where they were
+        target = sample_copy / path.relative_to(archive / sample_copy.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+
+    checkpoint = tmp_path / "run.checkpoint"
+    with monkeypatch.context() as patch:
+        _kill_at(patch, method, call=call, before=before)
+        with pytest.raises(Killed):
+            Backfill([sample_copy], batch_size=9, archive_dir=archive, checkpoint=checkpoint).run()
+    assert 0 < BugReport.objects.count() < 300
+    resumed = Backfill([sample_copy], batch_size=9, archive_dir=archive, checkpoint=checkpoint)
+    summary = resumed.run()
+
+    assert resumed.resumed
+    assert _snapshot() == expected
+    assert summary.as_dict() == reference.as_dict()
+    assert sorted(p.name for p in sample_copy.rglob("*.json*")) == sorted(
+        b["file"] for b in EXPECTED["bad_files"]
+    )

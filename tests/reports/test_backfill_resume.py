@@ -41,24 +41,28 @@ def child_env(**extra) -> dict:
 
 
 def snapshot() -> tuple:
-    """Everything the import writes, without surrogate ids and wall-clock bookkeeping."""
-    group_fingerprints = dict(DedupGroup.objects.values_list("id", "fingerprint"))
+    """Everything the import writes, without surrogate ids (dedup groups: by fingerprint)."""
+    fingerprints = dict(DedupGroup.objects.values_list("id", "fingerprint"))
     reports = [
-        {**row, "dedup_group_id": group_fingerprints.get(row["dedup_group_id"])}
+        {**row, "dedup_group_id": fingerprints.get(row["dedup_group_id"])}
         for row in BugReport.objects.order_by("id").values()
     ]
+    by_text = {str(k): v for k, v in fingerprints.items()}
     events = sorted(
         (
-            (
-                str(e["report_id"]),
-                e["kind"],
-                e["actor"],
-                e["message"],
-                json.dumps(e["data"], sort_keys=True),
-                e["created_at"],
-            )
-            for e in BugReportEvent.objects.values()
-        ),
+            str(e["report_id"]),
+            e["kind"],
+            e["actor"],
+            e["message"],
+            json.dumps(
+                {**e["data"], "group": by_text.get(e["data"]["group"])}
+                if "group" in e["data"]
+                else e["data"],
+                sort_keys=True,
+            ),
+            e["created_at"],
+        )
+        for e in BugReportEvent.objects.values()
     )
     groups = sorted(
         (
@@ -67,6 +71,7 @@ def snapshot() -> tuple:
             g["occurrences"],
             g["first_seen"],
             g["last_seen"],
+            g["active"],
         )
         for g in DedupGroup.objects.values()
     )
@@ -84,8 +89,6 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_exactly_like_an_uninterrupte
     assert reference.returncode == 1, reference.stderr  # the sample has invalid files
     expected = snapshot()
     assert len(expected[0]) == 300
-    DedupGroup.objects.all().delete()
-    BugReportEvent.objects.all().delete()
     BugReport.objects.filter(duplicate_of__isnull=False).delete()
     BugReport.objects.all().delete()
 

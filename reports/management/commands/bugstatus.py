@@ -154,9 +154,8 @@ class Command(BaseCommand):
             self._json(data)
             return
         con = self.console
-        fields = Table(
-            title=f"Report {report.pk}", box=None, show_header=False, title_justify="left"
-        )
+        con.print(f"[bold]Report {report.pk}[/bold]")
+        fields = Table(box=None, show_header=False)
         fields.add_column(style="bold")
         fields.add_column(overflow="fold")
         sla_due = _when(report.sla_due_at) + (" (breached)" if report.sla_breached else "")
