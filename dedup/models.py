@@ -21,6 +21,15 @@ class DedupGroup(models.Model):
     releases_seen = models.JSONField(default=list, blank=True)
     # Only one active group per fingerprint; a group whose window lapsed is retired.
     active = models.BooleanField(default=True)
+    # A group merged by hand keeps its fingerprint and sends its occurrences here
+    # (always a group that is not itself merged: no chains).
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_groups"
+    )
+    # Set on the group a split made: it owns its fingerprint from then on.
+    split_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="split_groups"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -34,7 +43,26 @@ class DedupGroup(models.Model):
                 condition=Q(occurrences__gte=1), name="dedup_occurrences_positive"
             ),
         ]
-        indexes = [models.Index(fields=["canonical"], name="dedup_canonical_idx")]
+        indexes = [
+            models.Index(fields=["canonical"], name="dedup_canonical_idx"),
+            models.Index(fields=["occurrences", "last_seen", "id"], name="dedup_occurrences_idx"),
+            models.Index(fields=["last_seen", "id"], name="dedup_last_seen_idx"),
+        ]
 
     def __str__(self):
         return f"{self.fingerprint[:12]} x{self.occurrences}"
+
+
+class ClientFingerprint(models.Model):
+    """The `fingerprint` list a client sent with a report, kept so a regroup can recompute it."""
+
+    report = models.OneToOneField(
+        "reports.BugReport", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    parts = models.JSONField(default=list)
+
+    class Meta:
+        db_table = "bug_report_client_fingerprints"
+
+    def __str__(self):
+        return f"{self.report_id}: {self.parts}"

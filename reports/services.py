@@ -156,6 +156,9 @@ def report_create(
         event_write(
             report=report, kind=EventKind.CREATED, actor=actor, created_at=report.created_at
         )
+        from dedup.services import report_group  # dedup imports this module
+
+        report_group(report=report, actor=actor, client_fingerprint=client_fingerprint)
         return report
 
 
