@@ -25,6 +25,15 @@ migrate: venv
 run: migrate
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+# Production serving: gunicorn.conf.py reads HOST, PORT, WEB_CONCURRENCY, GUNICORN_THREADS.
+serve: migrate
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py
+
+# Every benchmark in benchmarks/ at a size that fits in ten minutes, one table (PostgreSQL).
+bench: venv
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
 test: venv
 	SECRET_KEY=$${SECRET_KEY:-test-secret-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -1,6 +1,7 @@
 """Settings come from the environment (12-factor); every variable is listed in the README."""
 
 import os
+import warnings
 from pathlib import Path
 
 import environ
@@ -27,6 +28,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets shipped with the app: /api/docs needs no CDN
     "bugtracker",
     "reports",
     "telemetry",
@@ -35,6 +37,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the docs page's assets) straight from gunicorn, no separate web server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "telemetry.middleware.RequestContextMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -82,6 +86,14 @@ USE_I18N = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Until `collectstatic` has filled STATIC_ROOT (make serve does), WhiteNoise finds assets in the apps.
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=not STATIC_ROOT.is_dir())
+if WHITENOISE_USE_FINDERS:  # then a missing STATIC_ROOT is expected, not worth a warning
+    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
@@ -112,6 +124,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "SeverityEnum": "reports.models.Severity",
         "StatusEnum": "reports.models.Status",

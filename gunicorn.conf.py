@@ -1,0 +1,45 @@
+"""Production serving: `make serve`, or `gunicorn bugtracker.wsgi` from the project root.
+
+Everything comes from the environment, like the Django settings:
+
+- HOST / PORT (default 127.0.0.1:8000), or BIND for a full address list (`0.0.0.0:8000,[::]:8000`)
+- WEB_CONCURRENCY: worker processes (default: one per core, at least 2)
+- GUNICORN_THREADS: threads per worker (default 4); more than one selects the gthread worker,
+  which keeps connections alive between an agent's requests
+- GUNICORN_TIMEOUT (default 30 s), GUNICORN_KEEPALIVE (default 5 s),
+  GUNICORN_MAX_REQUESTS (default 0: never recycle workers)
+- GUNICORN_ACCESS_LOG: `-` for an access log on stdout (default off: the app logs each
+  request's id itself and an access line per request costs throughput)
+
+Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on.
+"""
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+bind = [
+    address.strip()
+    for address in os.environ.get(
+        "BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+    ).split(",")
+    if address.strip()
+]
+workers = _int("WEB_CONCURRENCY", max(2, os.cpu_count() or 1))
+threads = _int("GUNICORN_THREADS", 4)
+worker_class = "gthread" if threads > 1 else "sync"
+timeout = _int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = max_requests // 10
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# The app sits behind nothing by default; behind a proxy set FORWARDED_ALLOW_IPS.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+wsgi_app = "bugtracker.wsgi:application"
