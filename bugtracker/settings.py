@@ -37,9 +37,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before WhiteNoise too, so every response (static assets included) echoes X-Request-ID
+    # and is logged; it does no I/O, so serving static files stays cheap.
+    "telemetry.middleware.RequestContextMiddleware",
     # Static files (the docs page's assets) straight from gunicorn, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "telemetry.middleware.RequestContextMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
