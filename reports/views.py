@@ -19,8 +19,10 @@ from bugtracker.domain import NotFound
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
 from bugtracker.pagination import Key, KeysetPagination
-from bugtracker.permissions import IsAgent, IsReporter, caller_id, caller_role, is_admin
+from bugtracker.permissions import IsAdmin, IsAgent, IsReporter, caller_id, caller_role, is_admin
 from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
+from dedup.serializers import MergeSerializer
+from dedup.services import report_merge, report_split
 
 from . import services
 from .filters import BugReportFilter
@@ -366,6 +368,42 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             is_admin=is_admin(request),
             **serializer.validated_data,
         )
+        return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="Merge into another report (admin)",
+        description=(
+            "This report and its duplicates become duplicates of `into`'s canonical report (a "
+            "duplicate given as `into` stands for its canonical); occurrences add up and later "
+            "occurrences of this report's fingerprint go to that canonical. A duplicate given "
+            "in the path moves alone. Merging into itself or its own duplicate: 409."
+        ),
+        request=MergeSerializer,
+        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAdmin], filterset_class=None)
+    def merge(self, request, *args, **kwargs):
+        serializer = MergeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        report = report_merge(
+            report_id=self.report_id(),
+            into_id=serializer.validated_data["into"],
+            actor=caller_id(request),
+        )
+        return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="Split a duplicate off (admin)",
+        description=(
+            "Detaches a duplicate into a canonical report of its own group. The split stays: "
+            "later occurrences of its fingerprint go to it. Not a duplicate: 409."
+        ),
+        request=None,
+        responses={200: BugReportSerializer, **problems(401, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAdmin], filterset_class=None)
+    def split(self, request, *args, **kwargs):
+        report = report_split(report_id=self.report_id(), actor=caller_id(request))
         return self._report_response(report.pk)
 
     @extend_schema(
