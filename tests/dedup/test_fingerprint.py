@@ -73,7 +73,9 @@ def fp(**fields):
 
 def legacy_reports():
     """(expected error, report dict) for every sample report with a traceback."""
-    expected = {r["legacy_id"]: r for r in json.loads((SAMPLE / "expected.json").read_text())["reports"]}
+    expected = {
+        r["legacy_id"]: r for r in json.loads((SAMPLE / "expected.json").read_text())["reports"]
+    }
     found = {}
     for path in sorted((SAMPLE / "reports").rglob("*.json*")):
         text = path.read_bytes().decode("utf-8-sig", errors="replace")
@@ -112,7 +114,9 @@ def test_line_numbers_and_the_message_never_change_the_fingerprint():
 
 
 def test_library_versions_and_deployment_roots_do_not_split_a_bug():
-    upgraded = FLASK_TRACE.replace("python3.12/site-packages/flask/app.py", "python3.13/site-packages/flask/app.py")
+    upgraded = FLASK_TRACE.replace(
+        "python3.12/site-packages/flask/app.py", "python3.13/site-packages/flask/app.py"
+    )
     redeployed = FLASK_TRACE.replace("/srv/app/", "/home/deploy/releases/42/srv/app/")
     assert fp(stack_trace=upgraded).hex == fp(stack_trace=FLASK_TRACE).hex
     assert fp(stack_trace=redeployed).hex == fp(stack_trace=FLASK_TRACE).hex
@@ -183,7 +187,10 @@ def test_windows_line_endings_and_exception_groups_parse():
 
 
 def test_repo_hints_are_in_app_paths_innermost_first():
-    assert repo_hints(FLASK_TRACE) == ["/srv/app/server/storage.py", "/srv/app/server/views/images.py"]
+    assert repo_hints(FLASK_TRACE) == [
+        "/srv/app/server/storage.py",
+        "/srv/app/server/views/images.py",
+    ]
     assert repo_hints(CHAINED_TRACE) == ["/app/billing/invoice.py", "/app/server/app.py"]
     assert repo_hints("") == []
     assert repo_hints("not a traceback at all") == []
@@ -270,7 +277,9 @@ def test_component_and_route_are_part_of_the_fingerprint():
 
 
 def test_trace_request_and_release_ids_never_enter_a_fingerprint():
-    traced = f"{FLASK_TRACE}trace_id=4bf92f3577b34da6a3ce929d0e0e4736 request_id=abc release=9fceb02\n"
+    traced = (
+        f"{FLASK_TRACE}trace_id=4bf92f3577b34da6a3ce929d0e0e4736 request_id=abc release=9fceb02\n"
+    )
     assert fp(stack_trace=traced).hex == fp(stack_trace=FLASK_TRACE).hex
     assert "trace_id" not in fingerprint_for.__kwdefaults__
     with pytest.raises(TypeError):

@@ -42,7 +42,9 @@ def refreshed(report):
 
 
 def resolve(report, **kwargs):
-    return report_resolve(report_id=report.pk, actor="fixer", claim_token=None, is_admin=True, **kwargs)
+    return report_resolve(
+        report_id=report.pk, actor="fixer", claim_token=None, is_admin=True, **kwargs
+    )
 
 
 def kinds(report):
@@ -84,9 +86,15 @@ def test_a_different_error_or_place_is_a_different_group():
 
 
 def test_reports_without_a_trace_group_by_masked_title_component_and_route():
-    first = submit(stack_trace="", title="Upload of 'cat.png' failed after 30s", route="/api/images/12")
-    second = submit(stack_trace="", title="Upload of 'dog.jpg' failed after 2s", route="/api/images/99")
-    third = submit(stack_trace="", title="Download of 'dog.jpg' failed after 2s", route="/api/images/99")
+    first = submit(
+        stack_trace="", title="Upload of 'cat.png' failed after 30s", route="/api/images/12"
+    )
+    second = submit(
+        stack_trace="", title="Upload of 'dog.jpg' failed after 2s", route="/api/images/99"
+    )
+    third = submit(
+        stack_trace="", title="Download of 'dog.jpg' failed after 2s", route="/api/images/99"
+    )
     assert second.duplicate_of_id == first.pk
     assert third.duplicate_of_id is None
 
@@ -101,10 +109,16 @@ def test_duplicates_never_chain_and_grouping_twice_counts_once():
 
 
 def test_a_client_fingerprint_groups_what_the_client_says():
-    first = report_create(actor="t", data={"title": "A"}, client_fingerprint=["checkout", "{{ default }}"])
-    second = report_create(actor="t", data={"title": "A"}, client_fingerprint=["checkout", "{{default}}"])
+    first = report_create(
+        actor="t", data={"title": "A"}, client_fingerprint=["checkout", "{{ default }}"]
+    )
+    second = report_create(
+        actor="t", data={"title": "A"}, client_fingerprint=["checkout", "{{default}}"]
+    )
     plain = report_create(actor="t", data={"title": "A"})
-    other = report_create(actor="t", data={"title": "B"}, client_fingerprint=["checkout", "{{ default }}"])
+    other = report_create(
+        actor="t", data={"title": "B"}, client_fingerprint=["checkout", "{{ default }}"]
+    )
     assert second.duplicate_of_id == first.pk
     assert plain.duplicate_of_id is None
     assert other.duplicate_of_id is None
@@ -168,7 +182,10 @@ def test_imports_use_their_own_timestamps_and_are_not_split_by_gaps(settings):
     # Never reopened, statuses as the files said.
     assert {r.status for r in BugReport.objects.all()} == {"closed"}
     assert not BugReportEvent.objects.filter(kind="regressed").exists()
-    assert BugReportEvent.objects.get(report=third, kind="duplicate_linked").created_at == third.created_at
+    assert (
+        BugReportEvent.objects.get(report=third, kind="duplicate_linked").created_at
+        == third.created_at
+    )
 
 
 # Regressions ------------------------------------------------------------------------------
@@ -197,7 +214,9 @@ def test_closed_canonicals_reopen_too_and_an_unknown_release_is_a_regression():
     assert refreshed(canonical).status == "triaged"
 
 
-@pytest.mark.parametrize("why", ["seen_before_resolution", "resolved_in_release", "deployed_before_resolution"])
+@pytest.mark.parametrize(
+    "why", ["seen_before_resolution", "resolved_in_release", "deployed_before_resolution"]
+)
 def test_stale_occurrences_are_only_counted(why):
     old_release, fixed_release = "a" * 40, "f" * 40
     canonical = submit(release_sha=old_release, environment="production")
