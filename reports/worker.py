@@ -46,6 +46,7 @@ OUTPUT_TAIL_BYTES = 16 * 1024
 KILL_GRACE_SECONDS = 5.0
 CACHE_PREFIX = "bugtracker:worker:"
 CACHE_REGISTRY_KEY = "bugtracker:workers"
+WITHHELD_FROM_RUNNER = frozenset({"SECRET_KEY", "DATABASE_URL", "CACHE_URL"})
 
 
 def worker_holder() -> str:
@@ -287,6 +288,14 @@ def parse_result_line(line: str) -> dict[str, Any]:
     return result
 
 
+def runner_environment(report_id) -> dict[str, str]:
+    """The worker's environment for the command, without the app's own secrets (the command
+    may run untrusted code; it gets the report, not the database), plus BUG_REPORT_ID."""
+    env = {k: v for k, v in os.environ.items() if k not in WITHHELD_FROM_RUNNER}
+    env["BUG_REPORT_ID"] = str(report_id)
+    return env
+
+
 def report_document(report: BugReport) -> dict[str, Any]:
     """The report as the API shows it: what the remediation command reads on stdin."""
     from .selectors import report_list
@@ -507,7 +516,7 @@ class RemediationWorker:
                 error=f"Could not prepare the report for the runner: {exc}",
             )
             return False
-        env = {**os.environ, "BUG_REPORT_ID": str(report_id)}
+        env = runner_environment(report_id)
         # No transaction stays open while the command runs: the lease, not a row lock, keeps
         # other workers away, and the heartbeat renews it.
         close_stale_connections()

@@ -104,3 +104,15 @@ def test_result_lines_of_the_wrong_shape_are_ignored():
         "resolution_notes": "ok",
         "verify": True,
     }
+
+
+def test_the_command_gets_the_report_id_but_not_the_apps_secrets(monkeypatch):
+    from reports.worker import runner_environment
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/x")
+    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    monkeypatch.setenv("GITHUB_TOKEN", "the agent's own")
+    env = runner_environment("r-9")
+    assert env["BUG_REPORT_ID"] == "r-9"
+    assert "DATABASE_URL" not in env and "SECRET_KEY" not in env
+    assert env["GITHUB_TOKEN"] == "the agent's own" and env["PATH"] == os.environ["PATH"]
