@@ -161,18 +161,36 @@ def legacy_pk(legacy_id: str) -> uuid.UUID:
     return uuid.uuid5(LEGACY_NAMESPACE, legacy_id)
 
 
+_MAX_LENGTHS: dict[str, int | None] = {}
+
+
 def _max_length(column: str) -> int | None:
-    return BugReport._meta.get_field(column).max_length
+    if column not in _MAX_LENGTHS:
+        _MAX_LENGTHS[column] = BugReport._meta.get_field(column).max_length
+    return _MAX_LENGTHS[column]
 
 
 def clean_json(value: Any) -> Any:
-    """Strings PostgreSQL can store: no NUL characters, no lone surrogates."""
+    """Strings PostgreSQL can store: no NUL characters, no lone surrogates.
+
+    Almost every report has neither; one C-speed encode tells, and only the rare report
+    that has one is walked and rebuilt.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _clean_deep(value)
+    return _clean_deep(value) if "\\u0000" in text else value
+
+
+def _clean_deep(value: Any) -> Any:
     if isinstance(value, str):
         return _clean_text(value)
     if isinstance(value, dict):
-        return {_clean_text(k): clean_json(v) for k, v in value.items()}
+        return {_clean_text(k): _clean_deep(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [clean_json(v) for v in value]
+        return [_clean_deep(v) for v in value]
     return value
 
 
@@ -527,11 +545,8 @@ def _map_notes(m: _Mapper, notes: Any, created_at: datetime) -> None:
 def _digest(m: _Mapper) -> str:
     body = {
         "fields": {k: _iso(v) if isinstance(v, datetime) else v for k, v in m.fields.items()},
-        "events": sorted(
-            (e.as_json() for e in m.events),
-            key=lambda e: json.dumps(e, sort_keys=True, ensure_ascii=False),
-        ),
+        "events": [e.as_json() for e in sorted(m.events, key=lambda e: e.created_at)],
         "extra": m.extra,
     }
-    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

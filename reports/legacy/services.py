@@ -11,8 +11,9 @@ from django.db.models import Q
 from django.db.models.fields.json import KT
 
 from reports.models import BugReport, BugReportEvent, EventKind
-from reports.services import report_build
+from reports.services import sla_due_for
 
+from .bulk import insert_rows
 from .mapping import LegacyReport
 
 logger = logging.getLogger("reports.legacy")
@@ -98,37 +99,49 @@ def _classify(items: list[BatchItem], seen: dict[str, str], *, insert: str | Non
     return outcomes
 
 
+def _report_attnames() -> tuple[str, ...]:
+    return tuple(f.attname for f in BugReport._meta.concrete_fields if not f.generated)
+
+
+EVENT_ATTNAMES = ("report_id", "kind", "actor", "message", "data", "created_at")
+
+
 def _insert(items: list[BatchItem], *, actor: str) -> None:
-    rows: list[BugReport] = []
-    events: list[BugReportEvent] = []
+    """The batch's reports and their events, as two bulk statements (see bulk.py)."""
+    attnames = _report_attnames()
+    defaults = {
+        f.attname: f.get_default for f in BugReport._meta.concrete_fields if not f.generated
+    }
+    rows = []
+    events = []
     for item in items:
         legacy = item.report
-        row = report_build(data={**legacy.fields, "metadata": legacy.metadata})
-        row.pk = legacy.pk
-        rows.append(row)
+        fields = legacy.fields
+        values = {
+            **fields,
+            "id": legacy.pk,
+            "metadata": legacy.metadata,
+            "version": 1,
+            "sla_due_at": sla_due_for(severity=fields["severity"], created_at=fields["created_at"]),
+        }
+        rows.append(
+            tuple(values[name] if name in values else defaults[name]() for name in attnames)
+        )
         events.append(
-            BugReportEvent(
-                report_id=legacy.pk,
-                kind=EventKind.IMPORTED,
-                actor=actor,
-                message=f"Imported from legacy report {legacy.legacy_id}.",
-                data={"legacy_id": legacy.legacy_id, "from": item.where},
-                created_at=legacy.fields["created_at"],
+            (
+                legacy.pk,
+                EventKind.IMPORTED,
+                actor,
+                f"Imported from legacy report {legacy.legacy_id}.",
+                {"legacy_id": legacy.legacy_id, "from": item.where},
+                fields["created_at"],
             )
         )
         events.extend(
-            BugReportEvent(
-                report_id=legacy.pk,
-                kind=event.kind,
-                actor=event.actor,
-                message=event.message,
-                data=event.data,
-                created_at=event.created_at,
-            )
-            for event in legacy.events
+            (legacy.pk, e.kind, e.actor, e.message, e.data, e.created_at) for e in legacy.events
         )
-    BugReport.objects.bulk_create(rows)
-    BugReportEvent.objects.bulk_create(events)
+    insert_rows(BugReport, attnames, rows)
+    insert_rows(BugReportEvent, EVENT_ATTNAMES, events)
 
 
 def _report_group() -> Callable | None:

@@ -1,0 +1,425 @@
+"""backfill_json throughput and memory, against a parse + bulk_create baseline.
+
+    .venv/bin/python benchmarks/backfill.py                      # 50,000 reports, SQLite + PostgreSQL
+    .venv/bin/python benchmarks/backfill.py --databases sqlite --reports 20000
+    .venv/bin/python benchmarks/backfill.py --memory             # also peak RSS at 10k vs 100k
+
+A corpus of legacy reports is generated in the shapes the old system left behind (one
+report per file nested by date, JSON arrays, JSON Lines; BOMs, every timestamp and status
+spelling, notes, history, repeated errors so dedup has groups to build). Every measurement
+runs in a fresh child process on a fresh, migrated database:
+
+- baseline: read every file, json-parse it, bulk_create bare rows (title, legacy id,
+  timestamps) 500 per transaction: the floor any importer pays;
+- import:   `manage.py backfill_json` itself: validation, field mapping, events, legacy-id
+  uniqueness, checkpoint-free batches of 500, and the grouping pass.
+
+Targets: import >= 0.5x the baseline's reports/s; peak RSS of an import of 100,000 reports
+within 30 MB of one of 10,000 (memory must not grow with the corpus).
+PostgreSQL: --pg-url (default postgres://postgres@127.0.0.1:5432); databases named
+bt_backfill_bench_* are created and dropped.
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 500
+
+ERRORS = [
+    (
+        "ValueError",
+        "billing/invoice.py",
+        "parse_amount",
+        "invalid literal for int() with base 10: 'abc'",
+    ),
+    ("KeyError", "jobs/builder.py", "build_job", "'template'"),
+    ("TimeoutError", "jobs/runner.py", "run_job", "job exceeded 30s"),
+    ("PermissionError", "auth/policy.py", "check_access", "user 4000 may not access image 9000"),
+    ("ZeroDivisionError", "search/ranking.py", "score", "division by zero"),
+    ("AttributeError", "uploads/storage.py", "presign", "'NoneType' object has no attribute 'url'"),
+    ("TypeError", "notifications/send.py", "render", "unsupported operand type(s)"),
+    ("RuntimeError", "image_gen/pipeline.py", "generate", "CUDA out of memory"),
+]
+COMPONENTS = ["billing", "auth", "search", "uploads", "notifications", "image-gen", None]
+ROUTES = ["/api/checkout", "/login", "/api/search", "/api/upload", "/api/images/{id}", None]
+STATUSES = [
+    "open",
+    "NEW",
+    "new",
+    "triaged",
+    "in-progress",
+    "in_progress",
+    "claimed",
+    "verifying",
+    "pending_verification",
+    "resolved",
+    "Fixed",
+    "closed",
+    "wontfix",
+    "duplicate",
+]
+SEVERITIES = [
+    "critical",
+    "HIGH",
+    "Medium",
+    "low",
+    "P0",
+    "P1",
+    "P2",
+    "P3",
+    "sev1",
+    "sev2",
+    "sev4",
+    None,
+]
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _timestamp(rng: random.Random, moment: datetime):
+    style = rng.randrange(5)
+    if style == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if style == 1:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    if style == 2:
+        return int(moment.timestamp())
+    if style == 3:
+        return int(moment.timestamp() * 1000)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "+00:00")
+
+
+def legacy_report(i: int, rng: random.Random) -> dict:
+    created = START + timedelta(minutes=7 * i + rng.randrange(7))
+    error = rng.randrange(len(ERRORS) + 1)
+    report: dict = {
+        "id": f"br-{1690000000 + i}-{i:06x}" if i % 2 else str(uuid.UUID(int=rng.getrandbits(128))),
+        "title": f"{ERRORS[error % len(ERRORS)][0]} in {ERRORS[error % len(ERRORS)][2]} (report {i})",
+        "status": rng.choice(STATUSES),
+        "created_at": _timestamp(rng, created),
+        "description": f"Seen while using the app. Steps: open page, click run. #{i}",
+        "source": rng.choice(["user", "agent", "system"]),
+        "component": rng.choice(COMPONENTS),
+        "route": rng.choice(ROUTES),
+    }
+    severity = rng.choice(SEVERITIES)
+    if severity:
+        report["severity"] = severity
+    if error < len(ERRORS):
+        exc, path, func, message = ERRORS[error]
+        report["stack_trace" if rng.random() < 0.8 else "traceback"] = (
+            "Traceback (most recent call last):\n"
+            f'  File "/srv/app/server/app.py", line {100 + i % 50}, in dispatch\n'
+            "    return handler(request)\n"
+            f'  File "/srv/app/server/{path}", line {40 + i % 90}, in {func}\n'
+            "    result = compute(payload)\n"
+            f'  File "/usr/lib/python3.11/site-packages/lib/core.py", line {500 + i % 40}, in compute\n'
+            "    raise err\n"
+            f"{exc}: {message}"
+        )
+    if rng.random() < 0.7:
+        report["context"] = {
+            "trace_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "request_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "release": f"{rng.getrandbits(160):040x}",
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+        }
+    if rng.random() < 0.5:
+        report["reporter"] = (
+            f"user{i % 97}@example.com"
+            if rng.random() < 0.7
+            else {"id": f"u-{i % 89}", "email": "x@example.com"}
+        )
+    if rng.random() < 0.5:
+        report["notes"] = [
+            {
+                "at": _timestamp(rng, created + timedelta(hours=n + 1)),
+                "author": "alice",
+                "text": f"note {n} on {i}",
+            }
+            for n in range(rng.randrange(1, 4))
+        ]
+    if rng.random() < 0.4:
+        report["history"] = [
+            {
+                "at": _timestamp(rng, created + timedelta(hours=5)),
+                "from": "open",
+                "to": report["status"],
+                "by": "agent:fixer-1",
+            }
+        ]
+    if rng.random() < 0.4:
+        report["agent"] = {
+            "attempts": rng.randrange(3),
+            "automation_enabled": True,
+            "last_error": "runner exited 1",
+        }
+    if rng.random() < 0.3:
+        report["resolution"] = {
+            "notes": f"fixed by patch {i}",
+            "commit": f"{rng.getrandbits(160):040x}",
+        }
+    if rng.random() < 0.2:
+        report["screenshots"] = [f"uploads/shots/{i}-0.png"]
+    return report
+
+
+def generate_corpus(directory: Path, n: int, seed: int = 7) -> None:
+    """n reports: ~40% one per file (by date), ~40% JSON Lines of 1000, ~20% arrays of 500."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    i = 0
+    chunk = 0
+    while i < n:
+        kind = rng.random()
+        if kind < 0.4:
+            report = legacy_report(i, rng)
+            created = START + timedelta(minutes=7 * i)
+            target = directory / f"{created:%Y}" / f"{created:%m}" / f"{report['id']}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(report, indent=2 if i % 3 else None)
+            target.write_text(("\ufeff" if i % 50 == 0 else "") + text, encoding="utf-8")
+            i += 1
+        elif kind < 0.8:
+            count = min(1000, n - i)
+            with open(directory / f"export-{chunk:05d}.jsonl", "w", encoding="utf-8") as fh:
+                for j in range(count):
+                    fh.write(json.dumps(legacy_report(i + j, rng)) + "\n")
+            i += count
+            chunk += 1
+        else:
+            count = min(500, n - i)
+            reports = [legacy_report(i + j, rng) for j in range(count)]
+            (directory / f"reports-{chunk:05d}.json").write_text(
+                json.dumps(reports), encoding="utf-8"
+            )
+            i += count
+            chunk += 1
+
+
+# -- child processes: one measurement each, on a fresh database ----------------------------
+
+
+def child(mode: str, corpus: str) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bugtracker.settings")
+    sys.path.insert(0, str(ROOT))
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    rss_before = _peak_rss_mb()
+    started = time.perf_counter()
+    if mode == "baseline":
+        reports = _baseline(Path(corpus))
+    else:
+        from io import StringIO
+
+        out = StringIO()
+        try:
+            call_command("backfill_json", corpus, stdout=out)
+        except SystemExit:
+            pass
+        from reports.models import BugReport
+
+        reports = BugReport.objects.count()
+    seconds = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "reports": reports,
+                "seconds": seconds,
+                "peak_rss_mb": _peak_rss_mb(),
+                "rss_after_setup_mb": rss_before,
+            }
+        )
+    )
+
+
+def _baseline(corpus: Path) -> int:
+    """Parse every file and bulk_create bare rows: no validation, mapping, events or grouping."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from reports.models import BugReport
+
+    now = timezone.now()
+    rows: list = []
+    total = 0
+
+    def flush():
+        nonlocal rows, total
+        with transaction.atomic():
+            BugReport.objects.bulk_create(rows)
+        total += len(rows)
+        rows = []
+
+    for path in sorted(corpus.rglob("*.json*")):
+        text = path.read_text(encoding="utf-8-sig")
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            value = json.loads(text)
+            records = value if isinstance(value, list) else [value]
+        for record in records:
+            rows.append(
+                BugReport(
+                    title=str(record["title"])[:300],
+                    legacy_id=record["id"],
+                    created_at=now,
+                    updated_at=now,
+                    sla_due_at=now,
+                )
+            )
+            if len(rows) >= BATCH:
+                flush()
+    if rows:
+        flush()
+    return total
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- the parent: corpora, databases, children, the table ------------------------------------
+
+
+def run_child(mode: str, corpus: Path, database_url: str) -> dict:
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        SECRET_KEY=os.environ.get("SECRET_KEY", "bench"),
+        DEBUG="0",
+        LEGACY_MIRROR_DIR="",
+        LOG_LEVEL="WARNING",
+    )
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(corpus)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class Database:
+    def __init__(self, kind: str, workdir: Path, pg_url: str):
+        self.kind, self.workdir, self.pg_url = kind, workdir, pg_url.rstrip("/")
+        self.counter = 0
+
+    def fresh(self) -> str:
+        self.counter += 1
+        if self.kind == "sqlite":
+            path = self.workdir / f"bench-{self.counter}.sqlite3"
+            return f"sqlite:///{path}"
+        name = f"bt_backfill_bench_{os.getpid()}_{self.counter}"
+        self._psql(f"DROP DATABASE IF EXISTS {name}")
+        self._psql(f"CREATE DATABASE {name}")
+        self.created = [*getattr(self, "created", []), name]
+        return f"{self.pg_url}/{name}"
+
+    def cleanup(self) -> None:
+        for name in getattr(self, "created", []):
+            self._psql(f"DROP DATABASE IF EXISTS {name}")
+
+    def _psql(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(f"{self.pg_url}/postgres", autocommit=True) as conn:
+            conn.execute(sql)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reports", type=int, default=50_000)
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument(
+        "--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="also compare peak RSS at 10k vs 100k"
+    )
+    parser.add_argument("--memory-sizes", default="10000,100000")
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "CORPUS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    failures = []
+    try:
+        corpus = workdir / "corpus"
+        started = time.perf_counter()
+        generate_corpus(corpus, args.reports)
+        print(
+            f"corpus: {args.reports} reports in {sum(1 for _ in corpus.rglob('*.json*'))} files "
+            f"(generated in {time.perf_counter() - started:.1f}s)"
+        )
+        print(
+            f"{'database':<10} {'baseline r/s':>13} {'import r/s':>11} {'ratio':>6}  target >= 0.50"
+        )
+        for kind in [k.strip() for k in args.databases.split(",") if k.strip()]:
+            db = Database(kind, workdir, args.pg_url)
+            try:
+                base = run_child("baseline", corpus, db.fresh())
+                real = run_child("import", corpus, db.fresh())
+            finally:
+                db.cleanup()
+            base_rate = base["reports"] / base["seconds"]
+            real_rate = real["reports"] / real["seconds"]
+            ratio = real_rate / base_rate
+            ok = ratio >= 0.5 and real["reports"] == args.reports
+            failures += [] if ok else [f"{kind}: ratio {ratio:.2f}"]
+            print(
+                f"{kind:<10} {base_rate:>13,.0f} {real_rate:>11,.0f} {ratio:>6.2f}  "
+                f"{'ok' if ok else 'BELOW TARGET'}  ({real['reports']} reports in {real['seconds']:.1f}s; "
+                f"baseline {base['seconds']:.1f}s)"
+            )
+        if args.memory:
+            sizes = [int(s) for s in args.memory_sizes.split(",")]
+            peaks = {}
+            for size in sizes:
+                corpus_n = workdir / f"corpus-{size}"
+                generate_corpus(corpus_n, size, seed=size)
+                result = run_child("import", corpus_n, Database("sqlite", workdir, "").fresh())
+                peaks[size] = result
+                print(
+                    f"memory: {size:>7} reports: peak RSS {result['peak_rss_mb']:.1f} MB "
+                    f"(after setup {result['rss_after_setup_mb']:.1f} MB), {result['seconds']:.1f}s"
+                )
+                shutil.rmtree(corpus_n, ignore_errors=True)
+            growth = peaks[sizes[-1]]["peak_rss_mb"] - peaks[sizes[0]]["peak_rss_mb"]
+            ok = growth <= 30
+            failures += [] if ok else [f"memory grew {growth:.1f} MB"]
+            print(
+                f"memory: {sizes[-1]} vs {sizes[0]} reports: {growth:+.1f} MB  (target within 30 MB) "
+                f"{'ok' if ok else 'ABOVE TARGET'}"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if failures:
+        raise SystemExit("; ".join(failures))
+
+
+if __name__ == "__main__":
+    main()
