@@ -85,6 +85,47 @@ def status_snapshot() -> dict:
     }
 
 
+_SECONDS = {"type": "number", "nullable": True}
+_COUNT = {"type": "integer", "minimum": 0}
+STATUS_SCHEMA = {
+    "type": "object",
+    "required": ["worker", "queue", "runs", "last_scan_at", "backlog_alerts", "thresholds"],
+    "properties": {
+        "worker": {
+            "type": "object",
+            "required": ["enabled_in_web_processes", "alive", "this_process", "processes"],
+            "properties": {
+                "enabled_in_web_processes": {"type": "boolean"},
+                "alive": {"type": "boolean"},
+                "this_process": {"type": "object", "nullable": True},
+                "processes": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "queue": {
+            "type": "object",
+            "properties": {name: _COUNT for name in ("depth", "in_flight", "processed", "failed")},
+        },
+        "runs": {
+            "type": "object",
+            "properties": {
+                "window_hours": {"type": "integer"},
+                "running": _COUNT,
+                "by_outcome": {"type": "object", "additionalProperties": _COUNT},
+                "duration_p50": _SECONDS,
+                "duration_p95": _SECONDS,
+                "duration_sample": _COUNT,
+            },
+        },
+        "last_scan_at": {"type": "string", "format": "date-time", "nullable": True},
+        "backlog_alerts": {"type": "array", "items": {"type": "string"}, "nullable": True},
+        "thresholds": {
+            "type": "object",
+            "properties": {"max_open": {"type": "integer"}, "max_age_hours": {"type": "number"}},
+        },
+    },
+}
+
+
 class AdminStatusView(APIView):
     permission_classes = [IsAdmin]
 
@@ -97,7 +138,10 @@ class AdminStatusView(APIView):
             "remediation runs of the last day from the database, with duration p50/p95 in "
             "seconds; `backlog_alerts` are those of `bugstatus --check`."
         ),
-        responses={200: OpenApiResponse(description="Status object."), **problems(401, 403)},
+        responses={
+            200: OpenApiResponse(STATUS_SCHEMA, description="Status object."),
+            **problems(401, 403),
+        },
     )
     def get(self, request):
         return Response(status_snapshot())

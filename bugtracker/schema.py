@@ -3,6 +3,9 @@
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+RETRY_AFTER_STATUSES = ("429", "503")
+
 PROBLEM = inline_serializer(
     name="Problem",
     fields={
@@ -42,10 +45,93 @@ def problems(*codes: int) -> dict:
     }
 
 
+# Every `{id}` in this API's paths is a UUID (reports, dedup groups). The views accept any
+# segment there so that a malformed id is a 404 problem, not the router's bare 404.
+PATH_PARAMETER_SCHEMAS = {"id": {"type": "string", "format": "uuid"}}
+
+REPORT_FROM_BODY = {"id": "$response.body#/id"}
+REPORT_FROM_CLAIM = {
+    "id": "$response.body#/report/id",
+    "header.X-Claim-Token": "$response.body#/claim_token",
+}
+REPORT_OPERATIONS = (
+    "bug_reports_retrieve",
+    "bug_reports_partial_update",
+    "bug_reports_events_list",
+    "bug_reports_events_create",
+    "bug_reports_runs_list",
+    "bug_reports_claim_create",
+    "bug_reports_heartbeat_create",
+    "bug_reports_release_create",
+    "bug_reports_resolve_create",
+    "bug_reports_merge_create",
+    "bug_reports_split_create",
+)
+CLAIM_OPERATIONS = (
+    "bug_reports_heartbeat_create",
+    "bug_reports_release_create",
+    "bug_reports_resolve_create",
+    "bug_reports_partial_update",
+)
+# OpenAPI links (source operation, status) -> target operation, parameters: how a client (and
+# schemathesis's stateful phase) goes from a response to the next call.
+LINKS = [
+    *[(("bug_reports_create", "201"), target, REPORT_FROM_BODY) for target in REPORT_OPERATIONS],
+    *[(("bug_reports_claim_create", "200"), t, REPORT_FROM_CLAIM) for t in CLAIM_OPERATIONS],
+    *[(("bug_reports_claim_next_create", "200"), t, REPORT_FROM_CLAIM) for t in CLAIM_OPERATIONS],
+    (
+        ("bug_reports_retrieve", "200"),
+        "dedup_groups_retrieve",
+        {"id": "$response.body#/dedup_group"},
+    ),
+    (
+        ("telemetry_releases_create", "201"),
+        "telemetry_releases_list",
+        {"sha": "$response.body#/sha", "environment": "$response.body#/environment"},
+    ),
+]
+
+
+def _operations(result):
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                yield path, method, operation
+
+
+def problem_details_hook(result, generator, request, public):
+    """drf-spectacular postprocessing, written once for every app: problems are served as
+    application/problem+json, 429/503 carry Retry-After, `{id}` is a UUID, and the links
+    between operations are declared."""
+    by_id = {}
+    for _path, _method, operation in _operations(result):
+        by_id[operation.get("operationId")] = operation
+        for parameter in operation.get("parameters", []):
+            if parameter.get("in") == "path" and parameter["name"] in PATH_PARAMETER_SCHEMAS:
+                parameter["schema"] = dict(PATH_PARAMETER_SCHEMAS[parameter["name"]])
+        for code, response in operation["responses"].items():
+            content = response.get("content", {})
+            for media_type in list(content):
+                if content[media_type].get("schema", {}).get("$ref", "").endswith("/Problem"):
+                    content[PROBLEM_CONTENT_TYPE] = content.pop(media_type)
+            if code in RETRY_AFTER_STATUSES and PROBLEM_CONTENT_TYPE in content:
+                response.setdefault("headers", {})["Retry-After"] = {
+                    "description": "Seconds to wait before retrying.",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+    for (source, code), target, parameters in LINKS:
+        response = by_id.get(source, {}).get("responses", {}).get(code)
+        if response is None or target not in by_id:
+            continue  # the operation is not in this schema (e.g. a filtered public view)
+        response.setdefault("links", {})[target] = {"operationId": target, "parameters": parameters}
+    return result
+
+
 IF_MATCH = OpenApiParameter(
     "If-Match",
     location=OpenApiParameter.HEADER,
     required=False,
+    pattern=r'^(\*|(W/)?"?[0-9]{1,18}"?)$',
     description='The report version from its ETag (e.g. "3"); a stale one is refused with 412.',
 )
 CLAIM_TOKEN = OpenApiParameter(
@@ -56,6 +142,7 @@ CLAIM_TOKEN = OpenApiParameter(
 )
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
     location=OpenApiParameter.HEADER,
     required=False,
     description=(

@@ -129,6 +129,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "bugtracker.schema.problem_details_hook",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "SeverityEnum": "reports.models.Severity",
         "StatusEnum": "reports.models.Status",

@@ -31,7 +31,11 @@ class CommaChoiceField(forms.Field):
                 values.append(part)
             else:
                 choices = ", ".join([*self.allowed, *self.aliases])
-                raise forms.ValidationError(f"{part!r} is not one of: {choices}.")
+                # Values go in params: django-filter %-formats the message, and input may hold "%".
+                raise forms.ValidationError(
+                    "%(value)r is not one of: %(choices)s.",
+                    params={"value": part, "choices": choices},
+                )
         return values
 
 
@@ -44,7 +48,9 @@ class StrictBooleanField(forms.Field):
             return True
         if word in FALSE_WORDS:
             return False
-        raise forms.ValidationError(f"{value!r} is not a boolean; use true or false.")
+        raise forms.ValidationError(
+            "%(value)r is not a boolean; use true or false.", params={"value": value}
+        )
 
 
 @extend_schema_field(OpenApiTypes.STR)

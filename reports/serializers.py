@@ -4,6 +4,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from bugtracker.serializers import UnknownFieldsRefused
+
 from .models import BugReport, BugReportEvent, EventKind, Severity, Source, Status
 
 TITLE_MAX = 300
@@ -29,6 +31,7 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.JSONField):
     """A JSON object (not a list or scalar) of at most `max_bytes` when serialised."""
 
@@ -64,7 +67,7 @@ def commit_sha_field():
     return serializers.RegexField(r"^[0-9a-fA-F]{4,64}$", max_length=64)
 
 
-class BugReportWriteFields(serializers.Serializer):
+class BugReportWriteFields(UnknownFieldsRefused):
     """Fields a client may send, with the limits of the contract."""
 
     title = StrictCharField(min_length=1, max_length=TITLE_MAX, trim_whitespace=True)
@@ -79,14 +82,6 @@ class BugReportWriteFields(serializers.Serializer):
     metadata = JSONObjectField(max_bytes=METADATA_MAX, required=False)
     automation_enabled = serializers.BooleanField(required=False)
     assignee_id = _text(SHORT_TEXT_MAX)
-
-    def validate(self, attrs):
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: ["Unknown field."] for name in sorted(unknown)}
-            )
-        return attrs
 
 
 class BugReportCreateSerializer(BugReportWriteFields):
@@ -222,7 +217,7 @@ class EventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class EventCreateSerializer(serializers.Serializer):
+class EventCreateSerializer(UnknownFieldsRefused):
     kind = StrictChoiceField(
         choices=[EventKind.NOTE, EventKind.AGENT_LOG, EventKind.AGENT_ACTION], required=False
     )
@@ -230,7 +225,7 @@ class EventCreateSerializer(serializers.Serializer):
     data = JSONObjectField(max_bytes=METADATA_MAX, required=False)
 
 
-class LeaseSerializer(serializers.Serializer):
+class LeaseSerializer(UnknownFieldsRefused):
     lease_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
 
 
@@ -252,11 +247,11 @@ class ClaimNextSerializer(LeaseSerializer):
         return super().to_internal_value(data)
 
 
-class ReleaseClaimSerializer(serializers.Serializer):
+class ReleaseClaimSerializer(UnknownFieldsRefused):
     note = StrictCharField(max_length=MESSAGE_MAX, allow_blank=True, required=False)
 
 
-class ResolveSerializer(serializers.Serializer):
+class ResolveSerializer(UnknownFieldsRefused):
     resolution_notes = StrictCharField(
         max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
     )

@@ -61,6 +61,29 @@ ORDERINGS = {
     ],
 }
 
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+_NULLABLE_INT = {"type": "integer", "nullable": True}
+SUMMARY_SCHEMA = {
+    "type": "object",
+    "required": ["total", "open", "done", "by_status", "by_severity", "sla_breached", "canonical"],
+    "properties": {
+        "generated_at": {"type": "string", "format": "date-time"},
+        "total": {"type": "integer", "description": "Every report, duplicates included."},
+        "open": {"type": "integer"},
+        "done": {"type": "integer"},
+        "by_status": _COUNTS,
+        "by_severity": _COUNTS,
+        "by_status_severity": {"type": "object", "additionalProperties": _COUNTS},
+        "sla_breached": {"type": "integer"},
+        "canonical": {"type": "integer", "description": "Reports that are not duplicates."},
+        "duplicates": {"type": "integer"},
+        "oldest_open_at": {"type": "string", "format": "date-time", "nullable": True},
+        "oldest_open_age_seconds": _NULLABLE_INT,
+        "top_groups": {"type": "array", "items": {"type": "object"}},
+        "backlog_alerts": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
 ORDERING_PARAM = OpenApiParameter(
     "ordering",
     enum=list(ORDERINGS),
@@ -410,7 +433,10 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         summary="The human glance",
         description="Counts by status and severity, open, done, SLA breaches, oldest open, "
         "duplicates, top groups; the same object as `manage.py bugstatus --json`.",
-        responses={200: OpenApiResponse(description="Summary object."), **problems(401, 403)},
+        responses={
+            200: OpenApiResponse(SUMMARY_SCHEMA, description="Summary object."),
+            **problems(401, 403),
+        },
     )
     @action(detail=False, methods=["get"], pagination_class=None, filterset_class=None)
     def summary(self, request, *args, **kwargs):
