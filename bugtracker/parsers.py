@@ -1,4 +1,5 @@
 import json
+import re
 
 from django.conf import settings
 from rest_framework.exceptions import APIException, ParseError
@@ -11,12 +12,25 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
+# A \uD800-\uDFFF escape: JSON allows it alone, but no database can store a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogate(data) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _refuse_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
 class StrictJSONParser(JSONParser):
-    """JSON bodies only: at most 1 MiB, valid UTF-8, no NUL characters, an object at the top.
+    """JSON bodies only: at most 1 MiB, valid UTF-8, no NUL characters or lone surrogates (no
+    database stores them), an object at the top.
 
     DRF reads the WSGI stream directly, bypassing Django's DATA_UPLOAD_MAX_MEMORY_SIZE,
     so the size limit is enforced here while reading.
@@ -39,4 +53,8 @@ class StrictJSONParser(JSONParser):
             raise ParseError(f"Request body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ParseError("Request body must be a JSON object.")
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(data):
+            raise ParseError(
+                "Request body contains an unpaired UTF-16 surrogate (\\ud800-\\udfff)."
+            )
         return data

@@ -5,6 +5,8 @@ from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
+from bugtracker.filters import IsoDateTimeFilter
+
 from .models import DONE_STATUSES, OPEN_STATUSES, SEVERITY_RANK, Severity, Source, Status
 
 STATUS_GROUPS = {"open": OPEN_STATUSES, "done": DONE_STATUSES}
@@ -87,8 +89,8 @@ class BugReportFilter(filters.FilterSet):
     trace_id = filters.CharFilter()
     request_id = filters.CharFilter()
     release_sha = filters.CharFilter()
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     sla_breached = StrictBooleanFilter(method="filter_sla_breached")
     automation_enabled = StrictBooleanFilter(field_name="automation_enabled")
     include_duplicates = StrictBooleanFilter(

@@ -31,6 +31,28 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only: 0, 1, "yes" and "true" are not silently converted."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: strings, floats and booleans are refused."""
+
+    default_error_messages = {"invalid": "Must be an integer."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, int) or isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.JSONField):
     """A JSON object (not a list or scalar) of at most `max_bytes` when serialised."""
@@ -80,7 +102,7 @@ class BugReportWriteFields(UnknownFieldsRefused):
     route = _text(500)
     environment = _text(100)
     metadata = JSONObjectField(max_bytes=METADATA_MAX, required=False)
-    automation_enabled = serializers.BooleanField(required=False)
+    automation_enabled = StrictBooleanField(required=False)
     assignee_id = _text(SHORT_TEXT_MAX)
 
 
@@ -226,7 +248,7 @@ class EventCreateSerializer(UnknownFieldsRefused):
 
 
 class LeaseSerializer(UnknownFieldsRefused):
-    lease_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+    lease_seconds = StrictIntegerField(min_value=1, max_value=86400, required=False)
 
 
 class ClaimNextSerializer(LeaseSerializer):
@@ -256,5 +278,5 @@ class ResolveSerializer(UnknownFieldsRefused):
         max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
     )
     commit_shas = serializers.ListField(child=commit_sha_field(), max_length=100, required=False)
-    verify = serializers.BooleanField(required=False, default=False)
+    verify = StrictBooleanField(required=False, default=False)
     resolved_in_release = StrictCharField(max_length=64, required=False)

@@ -102,8 +102,20 @@ def _with_request_context(data: dict, request) -> dict:
     for field in ("trace_id", "request_id", "release_sha"):
         if not data.get(field) and context.get(field):
             data[field] = context[field]
-    data["telemetry"] = {**context.get("telemetry", {}), **data.get("telemetry", {})}
+    data["telemetry"] = {**_storable(context.get("telemetry", {})), **data.get("telemetry", {})}
     return data
+
+
+def _storable(value):
+    """Request headers may carry NUL (a WSGI server that lets it through), which no database
+    stores; the body's own fields are refused for it by the parser instead."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 @extend_schema_view(

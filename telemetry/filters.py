@@ -1,6 +1,8 @@
 from django import forms
 from django_filters import rest_framework as filters
 
+from bugtracker.filters import IsoDateTimeFilter
+
 from .models import Release
 
 
@@ -25,10 +27,10 @@ class ReleaseFilter(filters.FilterSet):
         lookup_expr="startswith",
         help_text="A commit sha or a prefix of one (at least 4 hex digits).",
     )
-    deployed_after = filters.IsoDateTimeFilter(
+    deployed_after = IsoDateTimeFilter(
         field_name="deployed_at", lookup_expr="gte", help_text="Deployed at or after (ISO 8601)."
     )
-    deployed_before = filters.IsoDateTimeFilter(
+    deployed_before = IsoDateTimeFilter(
         field_name="deployed_at", lookup_expr="lt", help_text="Deployed before (ISO 8601)."
     )
 

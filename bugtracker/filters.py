@@ -1,0 +1,25 @@
+"""Query-parameter filters shared by every app's lists."""
+
+from datetime import UTC
+
+from django import forms
+from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
+
+
+class BoundedIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601, and representable in UTC: `0001-01-01T00:00+01:00` would overflow the
+    database adapter (a 500), so it is a 400 naming the parameter instead."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise forms.ValidationError("Date out of range.", code="invalid") from None
+        return value
+
+
+class IsoDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = BoundedIsoDateTimeField
