@@ -32,7 +32,7 @@ serve: migrate
 
 # Every benchmark in benchmarks/ at a size that fits in ten minutes, one table (PostgreSQL).
 bench: venv
-	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 test: venv
 	SECRET_KEY=$${SECRET_KEY:-test-secret-key} $(BIN)/python -m pytest $(PYTEST_ARGS)

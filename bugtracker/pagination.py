@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import F, Q
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
@@ -87,8 +88,18 @@ class KeysetPagination(BasePagination):
         return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
     @staticmethod
-    def after(keys, values, reverse: bool) -> Q:
-        """Rows strictly after `values` in the order `keys` (before, when reverse)."""
+    def after(keys, values, reverse: bool):
+        """Rows strictly after `values` in the order `keys` (before, when reverse).
+
+        When every key sorts the same way this is one row comparison, `(a, b, c) > (x, y, z)`,
+        which PostgreSQL answers with a range scan of the ordering's index: a deep page
+        costs what the first one does (the expanded OR form below makes it walk every
+        earlier row: 40 ms at 200,000 rows deep in benchmarks/list.py).
+        """
+        if len({key.descending for key in keys}) == 1:
+            greater = keys[0].descending == reverse
+            lookup = TupleGreaterThan if greater else TupleLessThan
+            return lookup(Tuple(*(F(key.name) for key in keys)), tuple(values))
         condition = Q()
         for index in range(len(keys) - 1, -1, -1):
             key, value = keys[index], values[index]

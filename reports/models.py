@@ -115,7 +115,11 @@ class BugReport(models.Model):
             models.Index(fields=["status"], name="bug_reports_status_idx"),
             models.Index(fields=["created_at", "id"], name="bug_reports_created_idx"),
             models.Index(fields=["release_sha"], name="bug_reports_release_idx"),
-            models.Index(fields=["assignee_id", "status"], name="bug_reports_assignee_idx"),
+            # assigned_to=…: one assignee's reports already in priority order.
+            models.Index(
+                fields=["assignee_id", "severity_rank", "sla_due_at", "created_at", "id"],
+                name="bug_reports_assignee_idx",
+            ),
             models.Index(fields=["fingerprint"], name="bug_reports_fingerprint_idx"),
             # The default agent queue: open canonical reports by priority.
             models.Index(
@@ -125,6 +129,13 @@ class BugReport(models.Model):
                     status__in=["new", "triaged", "in_progress", "awaiting_verification"],
                     duplicate_of__isnull=True,
                 ),
+            ),
+            # Every canonical report by priority: the default list without a status filter,
+            # and `q=` with a common word (walking this beats sorting every match).
+            models.Index(
+                fields=["severity_rank", "sla_due_at", "created_at", "id"],
+                name="bug_reports_priority_idx",
+                condition=Q(duplicate_of__isnull=True),
             ),
             models.Index(
                 fields=["sla_due_at"],
