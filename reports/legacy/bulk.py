@@ -7,7 +7,10 @@ backend needs it) and sent as one prepared statement: `executemany` on SQLite (a
 over one prepared statement), multi-row VALUES on PostgreSQL (one round trip per chunk).
 """
 
+import json
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC
 from functools import lru_cache
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -23,46 +26,65 @@ _PLAIN = (
 _PG_MAX_PARAMS = 30_000
 
 
-def _converter(field: models.Field, vendor: str) -> Callable:
-    """f(value, connection) -> what the driver gets; the ORM's own conversion where needed."""
+def _converter(field: models.Field, conn) -> Callable | None:
+    """f(value) -> what the driver gets, or None when the value goes as it is.
+
+    The ORM's own conversion, with two shortcuts for what the import writes most: SQLite's
+    datetimes (naive UTC text, as `adapt_datetimefield_value` writes them when the database
+    time zone is UTC) and JSON (`json.dumps`, as `adapt_json_value` does without an encoder).
+    """
     if isinstance(field, models.ForeignKey):
         target = field.target_field
-        return _identity if isinstance(target, models.AutoField) else _converter(target, vendor)
+        return None if isinstance(target, models.AutoField) else _converter(target, conn)
     if isinstance(field, _PLAIN):
-        return _identity
-    if vendor == "postgresql" and isinstance(field, (models.UUIDField, models.DateTimeField)):
-        return _identity  # psycopg adapts uuid.UUID and aware datetimes natively
-    if isinstance(field, models.DateTimeField):
-        return _datetime
+        return None
+    postgres = conn.vendor == "postgresql"
+    if postgres and isinstance(field, (models.UUIDField, models.DateTimeField)):
+        return None  # psycopg adapts uuid.UUID and aware datetimes natively
+    if not postgres and isinstance(field, models.UUIDField):
+        return _uuid_hex
+    if isinstance(field, models.DateTimeField) and conn.timezone_name == "UTC":
+        return _naive_utc_text
+    if not postgres and isinstance(field, models.JSONField) and field.encoder is None:
+        return json.dumps
 
-    def convert(value, conn, _field=field):
-        return None if value is None else _field.get_db_prep_save(value, conn)
+    def convert(value, _field=field):
+        return _field.get_db_prep_save(value, conn)
 
     return convert
 
 
-def _identity(value, conn):
-    return value
+def _uuid_hex(value):
+    return value.hex if isinstance(value, uuid.UUID) else value
 
 
-def _datetime(value, conn):
-    return None if value is None else conn.ops.adapt_datetimefield_value(value)
+def _naive_utc_text(value):
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return str(value)
 
 
 @lru_cache(maxsize=32)
-def _plan(model: type[models.Model], attnames: tuple[str, ...], vendor: str):
+def _plan(model: type[models.Model], attnames: tuple[str, ...], alias: str, vendor: str):
+    conn = connections[alias]
     meta = model._meta
     fields = [meta.get_field(name) for name in attnames]
     columns = [f.column for f in fields]
-    converters = [_converter(f, vendor) for f in fields]
+    converters = [(i, c) for i, f in enumerate(fields) if (c := _converter(f, conn)) is not None]
     return meta.db_table, columns, converters
 
 
-def _prepare(converters, rows, conn) -> list[list]:
-    return [
-        [convert(value, conn) for convert, value in zip(converters, row, strict=True)]
-        for row in rows
-    ]
+def _prepare(converters, rows) -> list[list]:
+    prepared = []
+    for row in rows:
+        values = list(row)
+        for i, convert in converters:
+            if values[i] is not None:
+                values[i] = convert(values[i])
+        prepared.append(values)
+    return prepared
 
 
 def insert_rows(
@@ -70,8 +92,8 @@ def insert_rows(
 ) -> int:
     """INSERT `rows` (tuples of python values in `attnames` order) into `model`'s table."""
     connection = connections[DEFAULT_DB_ALIAS]  # the real wrapper: no proxy lookup per value
-    table, columns, converters = _plan(model, tuple(attnames), connection.vendor)
-    prepared = _prepare(converters, rows, connection)
+    table, columns, converters = _plan(model, tuple(attnames), DEFAULT_DB_ALIAS, connection.vendor)
+    prepared = _prepare(converters, rows)
     if not prepared:
         return 0
     qn = connection.ops.quote_name
@@ -99,8 +121,8 @@ def update_rows(
     """UPDATE one row per tuple (set values, then where values); returns rows changed."""
     connection = connections[DEFAULT_DB_ALIAS]
     names = (*set_attnames, *where_attnames)
-    table, columns, converters = _plan(model, tuple(names), connection.vendor)
-    prepared = _prepare(converters, rows, connection)
+    table, columns, converters = _plan(model, tuple(names), DEFAULT_DB_ALIAS, connection.vendor)
+    prepared = _prepare(converters, rows)
     if not prepared:
         return 0
     qn = connection.ops.quote_name

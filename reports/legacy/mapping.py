@@ -2,8 +2,9 @@
 
 The mapping follows `shared/legacy-format.md` field by field. Nothing is dropped: keys the
 format does not know, and values that do not fit their column, are kept under
-`metadata["legacy"]["extra"]`. The digest is taken over the mapped result, so two exports of
-the same report compare equal however their timestamps or status spellings were written.
+`metadata["legacy"]["extra"]`. The digest is taken over the record's JSON content (keys in
+any order, the mirror's marker left out): two exports of a report are the same report when
+they say the same thing, and a conflict otherwise.
 """
 
 import hashlib
@@ -171,17 +172,31 @@ def _max_length(column: str) -> int | None:
 
 
 def clean_json(value: Any) -> Any:
-    """Strings PostgreSQL can store: no NUL characters, no lone surrogates.
+    """Strings PostgreSQL can store: no NUL characters, no lone surrogates."""
+    return _cleaned_with_digest(value)[0]
 
-    Almost every report has neither; one C-speed encode tells, and only the rare report
-    that has one is walked and rebuilt.
+
+def _cleaned_with_digest(raw: dict) -> tuple[dict, str]:
+    """The record made storable, and the digest of its content.
+
+    Almost every record needs no cleaning: the one C-speed encode that the digest needs
+    anyway tells, and only a record with a NUL or a lone surrogate is walked and rebuilt.
     """
     try:
-        text = json.dumps(value, ensure_ascii=False)
-        text.encode("utf-8")
+        text, data = _content(raw)
+        clean = "\\u0000" not in text
     except UnicodeEncodeError:
-        return _clean_deep(value)
-    return _clean_deep(value) if "\\u0000" in text else value
+        clean = False
+    if not clean:
+        raw = _clean_deep(raw)
+        text, data = _content(raw)
+    return raw, hashlib.sha256(data).hexdigest()
+
+
+def _content(raw: dict) -> tuple[str, bytes]:
+    content = {k: v for k, v in raw.items() if k != MIRROR_MARKER}
+    text = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return text, text.encode("utf-8")
 
 
 def _clean_deep(value: Any) -> Any:
@@ -250,7 +265,7 @@ class _Mapper:
 
 def map_legacy(raw: dict) -> LegacyReport:
     """Map one legacy report object; raises InvalidReport with the reason when it is invalid."""
-    raw = clean_json(raw)
+    raw, digest = _cleaned_with_digest(raw)
     m = _Mapper(raw)
 
     title = raw.get("title")
@@ -327,10 +342,9 @@ def map_legacy(raw: dict) -> LegacyReport:
         if key not in KNOWN_KEYS:
             m.keep(key, value)
 
-    legacy_id = _legacy_id(raw, m)
+    legacy_id = _legacy_id(raw, m, digest)
     m.fields["legacy_id"] = legacy_id
     mirror_of = _mirror_of(raw)
-    digest = _digest(m)
     return LegacyReport(
         legacy_id=legacy_id,
         pk=mirror_of or legacy_pk(legacy_id),
@@ -342,7 +356,7 @@ def map_legacy(raw: dict) -> LegacyReport:
     )
 
 
-def _legacy_id(raw: dict, m: _Mapper) -> str:
+def _legacy_id(raw: dict, m: _Mapper, digest: str) -> str:
     ident = raw.get("id")
     if isinstance(ident, (str, int)) and not isinstance(ident, bool) and str(ident).strip():
         text = str(ident).strip()
@@ -351,7 +365,7 @@ def _legacy_id(raw: dict, m: _Mapper) -> str:
     if ident is not None:
         m.keep("id", ident)
     # No usable id: the content itself identifies the report, so re-runs stay idempotent.
-    return "sha256:" + _digest(m)[:40]
+    return "sha256:" + digest[:40]
 
 
 def _mirror_of(raw: dict) -> uuid.UUID | None:
@@ -540,13 +554,3 @@ def _map_notes(m: _Mapper, notes: Any, created_at: datetime) -> None:
         m.events.append(
             LegacyEvent(kind=EventKind.NOTE, created_at=at, actor=actor, message=text, data=data)
         )
-
-
-def _digest(m: _Mapper) -> str:
-    body = {
-        "fields": {k: _iso(v) if isinstance(v, datetime) else v for k, v in m.fields.items()},
-        "events": [e.as_json() for e in sorted(m.events, key=lambda e: e.created_at)],
-        "extra": m.extra,
-    }
-    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import itemgetter
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -109,24 +110,25 @@ EVENT_ATTNAMES = ("report_id", "kind", "actor", "message", "data", "created_at")
 def _insert(items: list[BatchItem], *, actor: str) -> None:
     """The batch's reports and their events, as two bulk statements (see bulk.py)."""
     attnames = _report_attnames()
-    defaults = {
-        f.attname: f.get_default for f in BugReport._meta.concrete_fields if not f.generated
+    # Columns the mapping does not fill keep their model default (computed once per batch).
+    template = {
+        f.attname: f.get_default() for f in BugReport._meta.concrete_fields if not f.generated
     }
+    row_of = itemgetter(*attnames)
     rows = []
     events = []
     for item in items:
         legacy = item.report
         fields = legacy.fields
         values = {
+            **template,
             **fields,
             "id": legacy.pk,
             "metadata": legacy.metadata,
             "version": 1,
             "sla_due_at": sla_due_for(severity=fields["severity"], created_at=fields["created_at"]),
         }
-        rows.append(
-            tuple(values[name] if name in values else defaults[name]() for name in attnames)
-        )
+        rows.append(row_of(values))
         events.append(
             (
                 legacy.pk,
@@ -158,18 +160,23 @@ def grouping_available() -> bool:
 
 
 def legacy_reports_group(
-    *, actor: str = IMPORT_ACTOR, on_progress: Callable | None = None
+    *, actor: str = IMPORT_ACTOR, on_progress: Callable | None = None, one_by_one: bool = False
 ) -> int | None:
     """Group every imported report not grouped yet, oldest first; never reopens anything.
 
     Going through them in `created_at` order (whatever order the files were read in, and
     across batch boundaries) makes the groups the same for every run over the same reports.
-    Each call is its own transaction, so a killed run resumes here where it stopped.
-    Returns how many were grouped, or None when the dedup app offers no grouping.
+    Each chunk (or, `one_by_one`, each report through `report_group` itself) is its own
+    transaction, so a killed run resumes here where it stopped. Returns how many were
+    grouped, or None when the dedup app offers no grouping.
     """
     group = _report_group()
     if group is None:
         return None
+    if not one_by_one:
+        from .grouping import legacy_reports_group_bulk
+
+        return legacy_reports_group_bulk(actor=actor, on_progress=on_progress)
     pending = BugReport.objects.filter(legacy_id__isnull=False, fingerprint__isnull=True)
     done = 0
     after: tuple | None = None

@@ -1,0 +1,393 @@
+"""Grouping imported reports in bulk, with the result of `report_group(reopen=False)` on each.
+
+`dedup.services.report_group` files one report at a time (a handful of queries each); a
+backfill of 100,000 reports cannot afford that. This pass takes the imported reports not
+grouped yet in `created_at` order, a chunk at a time, and applies the same rules in memory:
+the fingerprint from `dedup.services.report_fingerprint`, the live group of that fingerprint
+(or the group it was merged into), the dedup window (`dedup_window`; none for imports), a
+new group with the report as canonical otherwise, occurrences / first and last seen /
+releases seen, the `duplicate_linked` event with the stale reason when the canonical is
+resolved or closed. It never reopens anything. The writes are a few bulk statements per
+chunk, one transaction per chunk. `tests/reports/test_legacy_grouping.py` holds it to the
+same database, row for row, as the one-by-one `report_group` calls.
+"""
+
+import bisect
+import uuid
+from collections.abc import Callable
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from reports.models import DONE_STATUSES, BugReport, BugReportEvent, EventKind
+
+from .bulk import insert_rows, update_rows
+
+CHUNK_SIZE = 2000
+_REGISTRY_IN_MEMORY = 100_000
+_ATTEMPTS = 5
+
+GROUP_ATTNAMES = (
+    "id",
+    "fingerprint",
+    "algorithm_version",
+    "canonical_id",
+    "occurrences",
+    "first_seen",
+    "last_seen",
+    "inputs",
+    "releases_seen",
+    "active",
+    "merged_into_id",
+    "split_from_id",
+    "created_at",
+)
+EVENT_ATTNAMES = ("report_id", "kind", "actor", "message", "data", "created_at")
+# What fingerprints, windows and the stale rules read (a canonical's status and resolution too).
+REPORT_FIELDS = (
+    "id",
+    "title",
+    "stack_trace",
+    "component",
+    "route",
+    "created_at",
+    "updated_at",
+    "release_sha",
+    "version",
+    "legacy_id",
+    "status",
+    "resolved_at",
+    "resolved_in_release",
+)
+
+
+class _Conflict(Exception):
+    """Someone else grouped or changed a report of the chunk meanwhile: do the chunk again."""
+
+
+def legacy_reports_group_bulk(
+    *, actor: str, on_progress: Callable | None = None, chunk_size: int = CHUNK_SIZE
+) -> int:
+    from dedup import services as dedup
+
+    run = _Pass(dedup, actor)
+    pending = BugReport.objects.filter(legacy_id__isnull=False, fingerprint__isnull=True)
+    done = 0
+    after: tuple | None = None
+    while True:
+        rows = pending.order_by("created_at", "id")
+        if after is not None:
+            rows = rows.filter(Q(created_at__gt=after[0]) | Q(created_at=after[0], id__gt=after[1]))
+        keys = list(rows.values_list("created_at", "id")[:chunk_size])
+        if not keys:
+            return done
+        for attempt in range(_ATTEMPTS):
+            try:
+                with transaction.atomic():
+                    done += run.chunk([pk for _, pk in keys])
+                break
+            except (IntegrityError, _Conflict):
+                run.forget()
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        if on_progress is not None:
+            on_progress(len(keys))
+        after = keys[-1]
+
+
+class _Pass:
+    def __init__(self, dedup, actor: str):
+        self.dedup = dedup
+        self.actor = actor
+        self.done_at: dict = {}
+        self.registry: _Registry | None = None
+
+    def forget(self) -> None:
+        self.done_at = {}
+
+    def chunk(self, ids: list) -> int:
+        dedup = self.dedup
+        rows = (
+            BugReport.objects.filter(pk__in=ids, fingerprint__isnull=True)
+            .order_by("created_at", "id")
+            .values_list(*REPORT_FIELDS)
+        )
+        # Plain records, not model instances: fingerprints and the rules only read attributes.
+        reports = [_Row(zip(REPORT_FIELDS, row, strict=True)) for row in rows]
+        if not reports:
+            return 0
+        fingerprints = {r.pk: dedup.report_fingerprint(r) for r in reports}
+        slots = self._slots({fp.hex for fp in fingerprints.values()})
+        members = self._member_first_seen(slots, reports)
+        self.done_at.update(
+            self._done_at_of(
+                [g.canonical for g, _ in slots.values() if g.canonical.pk not in self.done_at]
+            )
+        )
+        # Any report of the chunk may become a canonical: their times too, for this chunk only.
+        chunk_done_at = self._done_at_of(reports)
+        now = timezone.now()
+        new_groups: dict = {}
+        touched: dict = {}
+        retired: list = []
+        links, events = [], []
+        for report in reports:
+            fp = fingerprints[report.pk]
+            group, slot_id = slots.get(fp.hex, (None, None))
+            window = dedup.dedup_window(report)
+            if group is not None and dedup._lapsed(group, report.created_at, window):
+                retired.append(slot_id)
+                group = None
+            if group is None:
+                group = _NewGroup(report, fp, now)
+                slots[fp.hex] = (group, group.pk)
+                if report.pk in chunk_done_at:
+                    self.done_at[report.pk] = chunk_done_at[report.pk]
+                new_groups[group.pk] = group
+                links.append((fp.hex, fp.version, group.pk, None, report.pk, report.version))
+                members[(group.pk, report.release_sha)] = report.created_at
+                continue
+            canonical = group.canonical
+            links.append((fp.hex, fp.version, group.pk, canonical.pk, report.pk, report.version))
+            key = (group.pk, report.release_sha)
+            if key not in members or report.created_at < members[key]:
+                members[key] = report.created_at
+            stale = None
+            if canonical.status in DONE_STATUSES:
+                stale = self._stale(group, canonical, report.release_sha, members)
+            _count_occurrence(group, report)
+            if group.pk not in new_groups:
+                touched[group.pk] = group
+            data = {
+                "canonical": str(canonical.pk),
+                "group": str(group.pk),
+                "fingerprint": fp.hex,
+                "occurrences": group.occurrences,
+            }
+            if stale:
+                data["stale"] = stale
+            events.append(
+                (
+                    report.pk,
+                    EventKind.DUPLICATE_LINKED,
+                    self.actor,
+                    f"Duplicate of {canonical.pk} (occurrence {group.occurrences}).",
+                    data,
+                    report.created_at,
+                )
+            )
+        self._write(new_groups, touched, retired, links, events)
+        return len(reports)
+
+    def _slots(self, hexes: set[str]) -> dict:
+        """fingerprint → (the group its occurrences go to, the active group holding it)."""
+        from dedup.models import DedupGroup
+
+        locked = DedupGroup.objects.select_related("canonical").filter(
+            fingerprint__in=hexes, active=True
+        )
+        if connection.features.has_select_for_update_of:
+            locked = locked.select_for_update(of=("self", "canonical"))
+        slots = list(locked)
+        # One object per group: a group can be a slot and the target of another slot at once.
+        targets = {s.pk: s for s in slots}
+        forward_ids = {s.merged_into_id for s in slots if s.merged_into_id} - set(targets)
+        if forward_ids:
+            forwarded = DedupGroup.objects.select_related("canonical").filter(pk__in=forward_ids)
+            if connection.features.has_select_for_update_of:
+                forwarded = forwarded.select_for_update(of=("self", "canonical"))
+            targets.update((g.pk, g) for g in forwarded)
+        return {
+            slot.fingerprint: (
+                targets[slot.merged_into_id] if slot.merged_into_id else slot,
+                slot.pk,
+            )
+            for slot in slots
+        }
+
+    @staticmethod
+    def _done_at_of(reports: list) -> dict:
+        """When each resolved or closed report became so, as dedup's `_done_since` says:
+        `resolved_at`, else its last move into resolved/closed, else `updated_at`."""
+        done = [r for r in reports if r.status in DONE_STATUSES]
+        moved = {}
+        unresolved = [r.pk for r in done if not r.resolved_at]
+        if unresolved:
+            events = (
+                BugReportEvent.objects.filter(
+                    report_id__in=unresolved,
+                    kind__in=[EventKind.STATUS_CHANGED, EventKind.RESOLVED],
+                )
+                .order_by("report_id", "created_at", "id")
+                .values_list("report_id", "created_at", "data")
+            )
+            for report_id, created_at, data in events:
+                if isinstance(data, dict) and data.get("to") in DONE_STATUSES:
+                    moved[report_id] = created_at  # in time order: the last one wins
+        return {r.pk: r.resolved_at or moved.get(r.pk) or r.updated_at for r in done}
+
+    def _member_first_seen(self, slots: dict, reports: list) -> dict:
+        """(group, release) → the first member with that release, for the stale rules."""
+        releases = {r.release_sha for r in reports if r.release_sha}
+        if not releases or not slots:
+            return {}
+        rows = (
+            BugReport.objects.filter(
+                dedup_group_id__in={g.pk for g, _ in slots.values()}, release_sha__in=releases
+            )
+            .order_by()
+            .values("dedup_group_id", "release_sha")
+            .annotate(first=Min("created_at"))
+        )
+        return {(row["dedup_group_id"], row["release_sha"]): row["first"] for row in rows}
+
+    def _stale(self, group, canonical, release: str | None, members: dict) -> str | None:
+        """dedup.services.stale_reason, answered from what this pass holds in memory."""
+        dedup = self.dedup
+        if not release:
+            return None
+        if dedup._sha_matches(release, canonical.resolved_in_release):
+            return "resolved_in_release"
+        if canonical.pk not in self.done_at:
+            instance = canonical
+            if not isinstance(canonical, BugReport):
+                instance = BugReport(
+                    id=canonical.pk,
+                    resolved_at=canonical.resolved_at,
+                    updated_at=canonical.updated_at,
+                )
+            self.done_at[canonical.pk] = dedup._done_since(instance)
+        done_at = self.done_at[canonical.pk]
+        if release in (group.releases_seen or []):
+            first = members.get((group.pk, release))
+            if first is not None and first < done_at:
+                return "seen_before_resolution"
+        if self.registry is None:
+            self.registry = _Registry(min_prefix=dedup._MIN_SHA_PREFIX)
+        if self.registry.deployed_before(release, done_at):
+            return "deployed_before_resolution"
+        return None
+
+    def _write(self, new_groups, touched, retired, links, events) -> None:
+        from dedup.models import DedupGroup
+
+        if retired:
+            DedupGroup.objects.filter(pk__in=retired).update(active=False)
+        insert_rows(DedupGroup, GROUP_ATTNAMES, [g.row() for g in new_groups.values()])
+        changed = update_rows(
+            BugReport,
+            ("fingerprint", "fingerprint_version", "dedup_group_id", "duplicate_of_id"),
+            ("id", "version"),
+            links,
+        )
+        if changed != len(links):
+            raise _Conflict
+        update_rows(
+            DedupGroup,
+            ("occurrences", "first_seen", "last_seen", "releases_seen"),
+            ("id",),
+            [
+                (g.occurrences, g.first_seen, g.last_seen, g.releases_seen, g.pk)
+                for g in touched.values()
+            ],
+        )
+        insert_rows(BugReportEvent, EVENT_ATTNAMES, events)
+
+
+class _Row:
+    """One report as the pass reads it."""
+
+    def __init__(self, items):
+        self.__dict__.update(items)
+        self.pk = self.id
+
+
+def _count_occurrence(group, report) -> None:
+    group.occurrences += 1
+    group.first_seen = min(group.first_seen, report.created_at)
+    group.last_seen = max(group.last_seen, report.created_at)
+    if report.release_sha and report.release_sha not in group.releases_seen:
+        group.releases_seen = [*group.releases_seen, report.release_sha]
+
+
+class _NewGroup:
+    """A group this chunk creates, with its report as canonical (inserted at the end)."""
+
+    def __init__(self, report, fp, now):
+        self.pk = uuid.uuid4()
+        self.fingerprint = fp.hex
+        self.algorithm_version = fp.version
+        self.inputs = fp.inputs
+        self.canonical = report
+        self.occurrences = 1
+        self.first_seen = self.last_seen = report.created_at
+        self.releases_seen = [report.release_sha] if report.release_sha else []
+        self.created_at = now
+
+    def row(self) -> tuple:
+        return (
+            self.pk,
+            self.fingerprint,
+            self.algorithm_version,
+            self.canonical.pk,
+            self.occurrences,
+            self.first_seen,
+            self.last_seen,
+            self.inputs,
+            self.releases_seen,
+            True,
+            None,
+            None,
+            self.created_at,
+        )
+
+
+class _Registry:
+    """The release registry, for "deployed before the resolution": in memory when it is small.
+
+    Matches like the query in `stale_reason`: the same SHA, or (for 7+ characters) a
+    registered SHA that starts with it; SQLite's LIKE ignores ASCII case, so here too.
+    """
+
+    def __init__(self, *, min_prefix: int):
+        from telemetry.models import Release
+
+        self.min_prefix = min_prefix
+        self.fold = connection.vendor == "sqlite"
+        self.cache: dict = {}
+        self.first_deploy: dict[str, object] | None = None
+        if Release.objects.count() <= _REGISTRY_IN_MEMORY:
+            first: dict = {}
+            for sha, deployed_at in Release.objects.values_list("sha", "deployed_at").iterator():
+                if sha not in first or deployed_at < first[sha]:
+                    first[sha] = deployed_at
+            self.first_deploy = first
+            self.folded = sorted((sha.lower() if self.fold else sha, sha) for sha in first)
+
+    def deployed_before(self, release: str, moment) -> bool:
+        if self.first_deploy is None:
+            return self._query(release, moment)
+        first = self.first_deploy
+        if release in first and first[release] < moment:
+            return True
+        if len(release) < self.min_prefix:
+            return False
+        needle = release.lower() if self.fold else release
+        i = bisect.bisect_left(self.folded, (needle, ""))
+        while i < len(self.folded) and self.folded[i][0].startswith(needle):
+            if first[self.folded[i][1]] < moment:
+                return True
+            i += 1
+        return False
+
+    def _query(self, release: str, moment) -> bool:
+        from telemetry.models import Release
+
+        key = (release, moment)
+        if key not in self.cache:
+            match = Q(sha=release)
+            if len(release) >= self.min_prefix:
+                match |= Q(sha__startswith=release)
+            self.cache[key] = Release.objects.filter(deployed_at__lt=moment).filter(match).exists()
+        return self.cache[key]
