@@ -21,6 +21,24 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 RELEASE_SHA = env.str("RELEASE_SHA", default="")
 
+# HTTPS and security headers: `manage.py check --deploy` passes in production (DEBUG off,
+# SECURE_SSL_REDIRECT on). Behind a TLS-terminating proxy, SECURE_PROXY_SSL_HEADER names the
+# header it sets, e.g. `HTTP_X_FORWARDED_PROTO,https`; HSTS is only sent over HTTPS.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^api/health/?$"]  # load-balancer probes over plain HTTP
+if env.str("SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER"))
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+# The API authenticates with bearer keys, never cookies, so CSRF protection has nothing to do.
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
+
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -157,6 +175,12 @@ WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=5.0)
 WORKER_THREADS = env.int("WORKER_THREADS", default=2)
 RETRY_COOLDOWN = env.float("RETRY_COOLDOWN", default=300.0)
 MAX_ATTEMPTS = env.int("MAX_ATTEMPTS", default=3)
+WORKER_LEASE_SECONDS = env.int("WORKER_LEASE_SECONDS", default=120)
+WORKER_SWEEP_SECONDS = env.float("WORKER_SWEEP_SECONDS", default=60.0)
+WORKER_ENRICH_SECONDS = env.float("WORKER_ENRICH_SECONDS", default=300.0)
+WORKER_ENRICH_BATCH = env.int("WORKER_ENRICH_BATCH", default=500)
+WORKER_ALERT_SECONDS = env.float("WORKER_ALERT_SECONDS", default=300.0)
+WORKER_SHUTDOWN_SECONDS = env.float("WORKER_SHUTDOWN_SECONDS", default=10.0)
 BACKLOG_ALERT_MAX_OPEN = env.int("BACKLOG_ALERT_MAX_OPEN", default=500)
 BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=168.0)
 LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")

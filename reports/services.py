@@ -149,16 +149,18 @@ def report_create(
     client_fingerprint: list[str] | None = None,
 ) -> BugReport:
     """Insert one report with its `created` event. Dedup and enrichment hook in here."""
+    from dedup.services import report_group_prepare  # dedup imports this module
+
     with transaction.atomic():
         report = report_build(data=data, created_at=created_at)
+        # Grouping is settled before the INSERT so the row is written once, then finished.
+        grouping = report_group_prepare(report=report, client_fingerprint=client_fingerprint)
         report.save(force_insert=True)
         mirror_on_commit(report.pk)  # LEGACY_MIRROR_DIR, when set, after the commit
         event_write(
             report=report, kind=EventKind.CREATED, actor=actor, created_at=report.created_at
         )
-        from dedup.services import report_group  # dedup imports this module
-
-        report_group(report=report, actor=actor, client_fingerprint=client_fingerprint)
+        grouping.finish(actor=actor)
         return report
 
 
@@ -202,6 +204,9 @@ def report_update(
             changes["sla_due_at"] = sla_due_for(
                 severity=changes["severity"], created_at=report.created_at
             )
+        if changes.get("automation_enabled") is True:
+            # Turning automation back on gives the report a fresh set of attempts.
+            changes.update(attempts=0, next_attempt_at=None)
         if new_status is not None:
             changes.update(_status_changes(report, new_status))
         _save(report, changes)

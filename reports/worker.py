@@ -54,10 +54,6 @@ def worker_holder() -> str:
     return f"{automation.WORKER_HOLDER_PREFIX}{socket.gethostname()}:{os.getpid()}"
 
 
-def _setting(name: str, default):
-    return getattr(settings, name, default)
-
-
 @dataclass(frozen=True)
 class BugReportWorkItem:
     """One claimed report waiting for a runner. Lower priority runs first (severity rank)."""
@@ -333,7 +329,7 @@ class RemediationWorker:
         self.holder = holder or worker_holder()
         self.threads = threads or settings.WORKER_THREADS
         self.poll_seconds = settings.WORKER_POLL_SECONDS if poll_seconds is None else poll_seconds
-        self.lease_seconds = int(lease_seconds or _setting("WORKER_LEASE_SECONDS", 120))
+        self.lease_seconds = int(lease_seconds or settings.WORKER_LEASE_SECONDS)
         self.command = list(settings.REMEDIATION_COMMAND if command is None else command)
         self.timeout = settings.REMEDIATION_TIMEOUT if timeout is None else timeout
         self.queue = WorkQueue(name="remediation", threads=self.threads)
@@ -350,13 +346,9 @@ class RemediationWorker:
         self._scanner: threading.Thread | None = None
         self._duties = (
             [
-                _Duty("lease_sweep", _setting("WORKER_SWEEP_SECONDS", 60.0), self._sweep_leases),
-                _Duty(
-                    "telemetry_enrichment", _setting("WORKER_ENRICH_SECONDS", 300.0), self._enrich
-                ),
-                _Duty(
-                    "backlog_alerts", _setting("WORKER_ALERT_SECONDS", 300.0), self._check_backlog
-                ),
+                _Duty("lease_sweep", settings.WORKER_SWEEP_SECONDS, self._sweep_leases),
+                _Duty("telemetry_enrichment", settings.WORKER_ENRICH_SECONDS, self._enrich),
+                _Duty("backlog_alerts", settings.WORKER_ALERT_SECONDS, self._check_backlog),
             ]
             if duties
             else []
@@ -640,7 +632,7 @@ class RemediationWorker:
             from telemetry.services import enrich_missing_releases
         except ImportError:
             return
-        enrich_missing_releases(batch_size=_setting("WORKER_ENRICH_BATCH", 500))
+        enrich_missing_releases(batch_size=settings.WORKER_ENRICH_BATCH)
 
     def _check_backlog(self) -> None:
         try:
@@ -761,7 +753,7 @@ def start_process_worker(**options) -> RemediationWorker:
 
 def _stop_at_exit(worker: RemediationWorker) -> None:
     if _process_worker_pid == os.getpid():
-        worker.stop(deadline=_setting("WORKER_SHUTDOWN_SECONDS", 10.0))
+        worker.stop(deadline=settings.WORKER_SHUTDOWN_SECONDS)
 
 
 def start_if_serving(

@@ -141,3 +141,11 @@ def test_check_constraints_exist_in_the_database():
         "bug_reports_status_valid",
         "bug_reports_source_valid",
     } <= set(constraints)
+
+
+def test_turning_automation_back_on_resets_attempts():
+    report = make_report(automation_enabled=False)
+    BugReport.objects.filter(pk=report.pk).update(attempts=3, next_attempt_at=timezone.now())
+    services.report_update(report_id=report.pk, actor="admin", data={"automation_enabled": True})
+    report.refresh_from_db()
+    assert (report.automation_enabled, report.attempts, report.next_attempt_at) == (True, 0, None)
