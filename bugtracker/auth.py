@@ -1,3 +1,5 @@
+import hmac
+
 from django.db.models import Q
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -9,8 +11,11 @@ from .services import hash_api_key
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <key>`; the key is looked up by its SHA-256, never stored raw.
 
-    Looking up by hash compares digests inside the database's unique index, so the
-    time taken does not depend on how much of a guessed key is right.
+    Why this is safe against timing attacks: the index compares SHA-256 digests, and the
+    caller controls the key, not its digest. Learning how many leading digest bytes of a
+    guess matched tells nothing about the real key (finding a key with a chosen digest
+    prefix is a preimage search), so the lookup leaks nothing useful. The digest found is
+    compared once more in constant time, so no code path compares key material otherwise.
     """
 
     keyword = "Bearer"
@@ -27,8 +32,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        key = ApiKey.objects.filter(Q(key_hash=hash_api_key(raw)), revoked_at__isnull=True).first()
-        if key is None:
+        digest = hash_api_key(raw)
+        key = ApiKey.objects.filter(Q(key_hash=digest), revoked_at__isnull=True).first()
+        if key is None or not hmac.compare_digest(key.key_hash, digest):
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return key, key
 

@@ -94,6 +94,7 @@ def problem_exception_handler(exc, context):
     elif _is_database_unavailable(exc):
         view = context.get("view")
         logger.error("database unavailable in %s: %s", type(view).__name__ if view else "?", exc)
+        _log_lost_write(context.get("request"), view, exc)
         body = problem(
             503, "The database is unavailable or busy; retry shortly.", slug="database-unavailable"
         )
@@ -115,6 +116,30 @@ def problem_exception_handler(exc, context):
         slug = getattr(exc, "default_code", None) or None
         body = problem(status, str(detail), slug=slug.replace("_", "-") if slug else None)
     return _response(body, status, headers)
+
+
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _log_lost_write(request, view, exc) -> None:
+    """A write the database refused is logged with its body, so an operator can replay it."""
+    if request is None or request.method not in WRITE_METHODS:
+        return
+    try:
+        payload = request.data
+    except Exception:  # the body itself was the problem; there is nothing to keep
+        payload = None
+    try:
+        from telemetry.logging import log_failed_write
+    except ImportError:
+        return
+    kwargs = getattr(view, "kwargs", None) or {}
+    log_failed_write(
+        what=f"{request.method} {request.path}",
+        report_id=kwargs.get("pk") or kwargs.get("id"),
+        payload=payload,
+        exc=exc,
+    )
 
 
 def _response(body, status, headers=None):
