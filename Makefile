@@ -9,7 +9,7 @@ STAMP := $(VENV)/.requirements-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint serve bench venv migrate
+.PHONY: run test lint serve bench fuzz venv migrate
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ serve: migrate
 # Every benchmark in benchmarks/ at a size that fits in ten minutes, one table (PostgreSQL).
 bench: venv
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
+# schemathesis against a live gunicorn (DEBUG off) on DATABASE_URL (default: a fresh SQLite
+# file), as an agent and as an admin; FUZZ_MAX_EXAMPLES, FUZZ_SEED, FUZZ_ARGS tune it.
+fuzz: venv
+	$(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)
 
 test: venv
 	SECRET_KEY=$${SECRET_KEY:-test-secret-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
