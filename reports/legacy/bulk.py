@@ -4,12 +4,14 @@
 compiler. The import writes tens of thousands of rows of a few fixed shapes, so the values
 are converted once per field kind (the same `get_db_prep_save` the ORM uses, only where a
 backend needs it) and sent as one prepared statement: `executemany` on SQLite (a C loop
-over one prepared statement), multi-row VALUES on PostgreSQL (one round trip per chunk).
+over one prepared statement); on PostgreSQL, COPY for inserts and pipelined prepared
+statements for updates.
 """
 
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from datetime import UTC
 from functools import lru_cache
 
@@ -22,8 +24,6 @@ _PLAIN = (
     models.IntegerField,
     models.BooleanField,
 )
-# Keep each PostgreSQL statement well under its 65,535 parameter limit.
-_PG_MAX_PARAMS = 30_000
 
 
 def _converter(field: models.Field, conn) -> Callable | None:
@@ -97,18 +97,18 @@ def insert_rows(
     if not prepared:
         return 0
     qn = connection.ops.quote_name
-    head = f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) VALUES "
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    column_list = ", ".join(qn(c) for c in columns)
+    if connection.vendor == "postgresql":
+        copy_sql = f"COPY {qn(table)} ({column_list}) FROM STDIN"
+        with _raw_cursor(connection) as cursor, cursor.copy(copy_sql) as copy:
+            for row in prepared:
+                copy.write_row(row)
+        return len(prepared)
+    placeholders = ", ".join(["%s"] * len(columns))
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            per_statement = max(1, _PG_MAX_PARAMS // len(columns))
-            for start in range(0, len(prepared), per_statement):
-                chunk = prepared[start : start + per_statement]
-                cursor.execute(
-                    head + ", ".join([one] * len(chunk)), [v for row in chunk for v in row]
-                )
-        else:
-            cursor.executemany(head + one, prepared)
+        cursor.executemany(
+            f"INSERT INTO {qn(table)} ({column_list}) VALUES ({placeholders})", prepared
+        )
     return len(prepared)
 
 
@@ -127,41 +127,43 @@ def update_rows(
         return 0
     qn = connection.ops.quote_name
     n_set = len(set_attnames)
+    assignments = ", ".join(f"{qn(c)} = %s" for c in columns[:n_set])
+    condition = " AND ".join(f"{qn(c)} = %s" for c in columns[n_set:])
+    sql = f"UPDATE {qn(table)} SET {assignments} WHERE {condition}"
+    if connection.vendor == "postgresql":
+        return _pg_update_from_copy(connection, model, names, columns, n_set, prepared)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            return _pg_update_from_values(
-                connection, cursor, table, columns, n_set, prepared, model, names
-            )
-        assignments = ", ".join(f"{qn(c)} = %s" for c in columns[:n_set])
-        condition = " AND ".join(f"{qn(c)} = %s" for c in columns[n_set:])
-        cursor.executemany(f"UPDATE {qn(table)} SET {assignments} WHERE {condition}", prepared)
+        cursor.executemany(sql, prepared)
         return cursor.rowcount
 
 
-def _pg_update_from_values(
-    connection, cursor, table, columns, n_set, prepared, model, names
-) -> int:
-    """One UPDATE … FROM (VALUES …) per chunk: a round trip per chunk, not per row."""
+def _pg_update_from_copy(connection, model, names, columns, n_set, prepared) -> int:
+    """COPY the new values into a temporary table, then one set-based UPDATE … FROM it."""
     qn = connection.ops.quote_name
-    meta = model._meta
-    casts = [meta.get_field(name).db_type(connection) for name in names]
-    casts = [c.split("(")[0] if c else "text" for c in casts]
-    alias = [f"c{i}" for i in range(len(columns))]
-    assignments = ", ".join(
-        f"{qn(c)} = v.{a}" for c, a in zip(columns[:n_set], alias[:n_set], strict=True)
-    )
+    table = model._meta.db_table
+    temp = qn(f"legacy_update_{table}")
+    types = [model._meta.get_field(name).db_type(connection) for name in names]
+    definition = ", ".join(f"c{i} {kind}" for i, kind in enumerate(types))
+    assignments = ", ".join(f"{qn(c)} = t.c{i}" for i, c in enumerate(columns[:n_set]))
     condition = " AND ".join(
-        f"{qn(table)}.{qn(c)} = v.{a}" for c, a in zip(columns[n_set:], alias[n_set:], strict=True)
+        f"{qn(table)}.{qn(c)} = t.c{i}" for i, c in enumerate(columns) if i >= n_set
     )
-    one = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
-    per_statement = max(1, _PG_MAX_PARAMS // len(columns))
-    changed = 0
-    for start in range(0, len(prepared), per_statement):
-        chunk = prepared[start : start + per_statement]
-        cursor.execute(
-            f"UPDATE {qn(table)} SET {assignments} FROM (VALUES {', '.join([one] * len(chunk))}) "
-            f"AS v({', '.join(alias)}) WHERE {condition}",
-            [v for row in chunk for v in row],
-        )
-        changed += cursor.rowcount
+    with _raw_cursor(connection) as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE {temp} ({definition}) ON COMMIT DROP")
+        with cursor.copy(f"COPY {temp} FROM STDIN") as copy:
+            for row in prepared:
+                copy.write_row(row)
+        cursor.execute(f"UPDATE {qn(table)} SET {assignments} FROM {temp} t WHERE {condition}")
+        changed = cursor.rowcount
+        cursor.execute(f"DROP TABLE {temp}")
     return changed
+
+
+@contextmanager
+def _raw_cursor(connection):
+    """A plain psycopg cursor on Django's connection (same transaction), errors as Django's."""
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
