@@ -1,9 +1,12 @@
 """OpenAPI pieces shared by every app: the problem-details shape and its responses."""
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_REF = "#/components/schemas/Problem"
 RETRY_AFTER_STATUSES = ("429", "503")
 
 PROBLEM = inline_serializer(
@@ -25,7 +28,7 @@ DESCRIPTIONS = {
     400: "Invalid input (the field is named in `errors`).",
     401: "No API key, or an invalid or revoked one.",
     403: "The key's role may not do this.",
-    404: "No such report (unknown or malformed id).",
+    404: "Nothing with that id (unknown or malformed).",
     409: "Conflict with the report's state (lifecycle, claim or lease).",
     412: "If-Match names a stale version.",
     413: "Body over 1 MiB.",
@@ -34,6 +37,33 @@ DESCRIPTIONS = {
     429: "Throttled; see Retry-After.",
     503: "Database unavailable or busy; see Retry-After.",
 }
+
+
+class RoleAwareAutoSchema(AutoSchema):
+    """Every operation names the roles that may call it: `x-roles` and its description's last line."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        roles = self.roles() if operation is not None else None
+        if roles:
+            operation["x-roles"] = roles
+            line = f"Roles: {', '.join(roles)}."
+            operation["description"] = f"{operation.get('description', '')}\n\n{line}".lstrip()
+        return operation
+
+    def roles(self) -> list[str] | None:
+        from .permissions import ROLE_LEVEL, _RoleAtLeast
+
+        try:
+            permissions = self.view.get_permissions()
+        except Exception:  # a view whose permissions need a real request: say nothing
+            return None
+        if any(isinstance(permission, AllowAny) for permission in permissions):
+            return ["anonymous", *(str(role) for role in ROLE_LEVEL)]
+        levels = [ROLE_LEVEL[p.minimum] for p in permissions if isinstance(p, _RoleAtLeast)]
+        if not levels:
+            return None
+        return [str(role) for role, level in ROLE_LEVEL.items() if level >= max(levels)]
 
 
 def problems(*codes: int) -> dict:
@@ -99,13 +129,36 @@ def _operations(result):
                 yield path, method, operation
 
 
+def _complete_problem_responses(path: str, operation: dict) -> None:
+    """What any such operation can answer, whether or not its view listed it: a JSON body can
+    be invalid (400), too large (413) or not JSON (415); a key can be missing (401) or of the
+    wrong role (403); an `{id}` can name nothing (404)."""
+    codes = set()
+    if "requestBody" in operation:
+        codes |= {400, 413, 415}
+    if {} not in operation.get("security", [{}]):
+        codes |= {401, 403}
+    if "{id}" in path:
+        codes.add(404)
+    responses = operation["responses"]
+    for code in sorted(codes):
+        responses.setdefault(
+            str(code),
+            {
+                "description": DESCRIPTIONS[code],
+                "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
+            },
+        )
+
+
 def problem_details_hook(result, generator, request, public):
     """drf-spectacular postprocessing, written once for every app: problems are served as
     application/problem+json, 429/503 carry Retry-After, `{id}` is a UUID, and the links
     between operations are declared."""
     by_id = {}
-    for _path, _method, operation in _operations(result):
+    for path, _method, operation in _operations(result):
         by_id[operation.get("operationId")] = operation
+        _complete_problem_responses(path, operation)
         for parameter in operation.get("parameters", []):
             if parameter.get("in") == "path" and parameter["name"] in PATH_PARAMETER_SCHEMAS:
                 parameter["schema"] = dict(PATH_PARAMETER_SCHEMAS[parameter["name"]])
