@@ -183,3 +183,18 @@ def test_no_key_or_claim_token_reaches_any_log_line(caplog, rates):
         for line in lines:
             for secret in secrets_seen:
                 assert secret not in line, (record.name, line[:300])
+
+
+class BrokenCache:
+    def get(self, *args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    set = get
+
+
+@pytest.mark.django_db
+def test_a_down_throttle_cache_lets_requests_through(monkeypatch, rates, caplog, agent_client):
+    rates(agent="1/min")
+    monkeypatch.setattr(RoleRateThrottle, "cache", BrokenCache())
+    assert [agent_client.get(URL).status_code for _ in range(3)] == [200, 200, 200]
+    assert "throttle cache unavailable" in caplog.text
