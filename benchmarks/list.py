@@ -106,9 +106,22 @@ def generate(count: int) -> float:
 
     began = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
+        # A bulk load: secondary indexes are dropped and rebuilt after, as pg_restore does.
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'bug_reports' "
+            "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+        )
+        indexes = cursor.fetchall()
+        for name, _definition in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         cursor.execute(GENERATE, {"count": count})
         cursor.execute(GROUPS)
+    with connection.cursor() as cursor:  # after the commit: no pending FK checks
+        cursor.execute("SET maintenance_work_mem = '512MB'")
+        for _name, definition in indexes:
+            cursor.execute(definition)
+        cursor.execute("RESET maintenance_work_mem")
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE bug_reports")
         cursor.execute("VACUUM ANALYZE bug_report_dedup")

@@ -1,8 +1,11 @@
+import copy
 import json
+from enum import Enum
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from bugtracker.serializers import UnknownFieldsRefused
 
@@ -134,6 +137,60 @@ class BugReportUpdateSerializer(BugReportWriteFields):
     commit_shas = serializers.ListField(child=commit_sha_field(), max_length=100, required=False)
 
 
+_PLAIN_FIELDS = (
+    serializers.CharField,
+    serializers.ChoiceField,
+    serializers.IntegerField,
+    serializers.BooleanField,
+    serializers.JSONField,
+)
+
+
+def _iso_datetime(value, zone):
+    """DateTimeField's ISO 8601 output: in the field's zone, `Z` for +00:00."""
+    if not value:
+        return None
+    if zone is not None and timezone.is_aware(value):
+        value = value.astimezone(zone)
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _fast_reader(field):
+    """(name, reader or None, field): a reader that gives what DRF gives for this field."""
+    if len(field.source_attrs) != 1 or isinstance(field, serializers.SerializerMethodField):
+        if isinstance(field, serializers.SerializerMethodField):
+            method = field.method_name
+            return field.field_name, lambda obj: getattr(field.parent, method)(obj), field
+        return field.field_name, None, field
+    attr = field.source_attrs[0]
+    if isinstance(field, serializers.PrimaryKeyRelatedField):
+        attname = f"{attr}_id"
+        return field.field_name, lambda obj: _str_or_none(getattr(obj, attname)), field
+    if isinstance(field, serializers.UUIDField) and field.uuid_format == "hex_verbose":
+        return field.field_name, lambda obj: _str_or_none(getattr(obj, attr)), field
+    if isinstance(field, serializers.DateTimeField):
+        output_format = getattr(field, "format", api_settings.DATETIME_FORMAT)
+        if not isinstance(output_format, str) or output_format.lower() != ISO_8601:
+            return field.field_name, None, field
+        zone = getattr(field, "timezone", None) or field.default_timezone()
+        return field.field_name, lambda obj: _iso_datetime(getattr(obj, attr), zone), field
+    if isinstance(field, _PLAIN_FIELDS) and not getattr(field, "binary", False):
+        if isinstance(field, serializers.ChoiceField):
+            return field.field_name, lambda obj: _choice(getattr(obj, attr)), field
+        return field.field_name, lambda obj: getattr(obj, attr), field
+    return field.field_name, None, field
+
+
+def _str_or_none(value):
+    return None if value is None else str(value)
+
+
+def _choice(value):
+    # A TextChoices member (an unsaved report's default) renders as its plain value.
+    return value.value if isinstance(value, Enum) else value
+
+
 class ClaimSerializer(serializers.Serializer):
     holder = serializers.CharField()
     expires_at = serializers.DateTimeField()
@@ -191,6 +248,31 @@ class BugReportSerializer(serializers.ModelSerializer):
             "repo_hints",
         ]
         read_only_fields = fields
+
+    def get_fields(self):
+        # Building ~40 fields from the model costs 2 ms per serializer (a fifth of a
+        # submission); a copy of fields built once costs 0.5 ms.
+        cls = type(self)
+        built = cls.__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            cls._built_fields = built
+        return copy.deepcopy(built)
+
+    def to_representation(self, instance):
+        """DRF's output, read straight off the row for the plain fields (a list page renders
+        50 reports x 40 fields: the generic path was half of its time)."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = self._plan = [_fast_reader(field) for field in self._readable_fields]
+        out = {}
+        for name, fast, field in plan:
+            if fast is not None:
+                out[name] = fast(instance)
+                continue
+            attribute = field.get_attribute(instance)
+            out[name] = None if attribute is None else field.to_representation(attribute)
+        return out
 
     @extend_schema_field(ClaimSerializer(allow_null=True))
     def get_claim(self, report):
