@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from bugtracker.domain import DomainError, InvalidInput, NotFound
@@ -75,25 +75,86 @@ def _lock_report(report_id) -> BugReport:
         raise NotFound(f"Bug report {report_id} does not exist.") from None
 
 
+# Columns the hot path reads; the rest (`inputs`) stay deferred.
+_GROUP_COLUMNS = (
+    "id",
+    "fingerprint",
+    "algorithm_version",
+    "canonical_id",
+    "occurrences",
+    "first_seen",
+    "last_seen",
+    "releases_seen",
+    "active",
+    "merged_into_id",
+    "split_from_id",
+    "created_at",
+)
+
+
+def _converters(model, attnames) -> list:
+    """Django's own from-database conversions (what the compiler applies), for the columns
+    that have any: (index, functions, column)."""
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    out = []
+    for index, name in enumerate(attnames):
+        field = fields[name]
+        column = field.get_col(model._meta.db_table)
+        functions = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if functions:
+            out.append((index, functions, column))
+    return out
+
+
+_slot_queries: dict = {}
+
+
+def _slot_query(where: str) -> tuple[str, list]:
+    key = (connection.vendor, where)
+    if key not in _slot_queries:
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        columns = ", ".join(f"g.{c}" for c in _GROUP_COLUMNS)
+        sql = (
+            f"SELECT {columns}, r.status FROM {DedupGroup._meta.db_table} g "
+            f"INNER JOIN {BugReport._meta.db_table} r ON r.id = g.canonical_id "
+            f"WHERE {where}{lock}"
+        )
+        _slot_queries[key] = (sql, _converters(DedupGroup, _GROUP_COLUMNS))
+    return _slot_queries[key]
+
+
+def _groups_with_canonical_status(where: str, param) -> DedupGroup | None:
+    """The group matching `where`, locked with its canonical report on PostgreSQL, with its
+    canonical's `canonical_status`. Raw SQL: this runs on every submission, and the
+    equivalent select_related query costs more to compile than to run."""
+    sql, converters = _slot_query(where)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row[:-1])
+    for index, functions, column in converters:
+        value = values[index]
+        for function in functions:
+            value = function(value, column, connection)
+        values[index] = value
+    group = DedupGroup.from_db(connection.alias, _GROUP_COLUMNS, values)
+    group.canonical_status = row[-1]
+    return group
+
+
 def _slot(fingerprint: str) -> DedupGroup | None:
     """The active group holding `fingerprint`, locked, with its canonical report locked too."""
-    return (
-        DedupGroup.objects.select_for_update(of=("self", "canonical"))
-        .select_related("canonical")
-        .filter(fingerprint=fingerprint, active=True)
-        .first()
-    )
+    return _groups_with_canonical_status("g.fingerprint = %s AND g.active", fingerprint)
 
 
 def _target(slot: DedupGroup) -> DedupGroup:
     """The group a slot's occurrences go to: itself, or the group it was merged into."""
     if slot.merged_into_id is None:
         return slot
-    return (
-        DedupGroup.objects.select_for_update(of=("self", "canonical"))
-        .select_related("canonical")
-        .get(pk=slot.merged_into_id)
-    )
+    pk = DedupGroup._meta.pk.get_db_prep_value(slot.merged_into_id, connection)
+    return _groups_with_canonical_status("g.id = %s", pk)
 
 
 def _lapsed(group: DedupGroup, occurred: datetime, window: timedelta | None) -> bool:
@@ -112,7 +173,9 @@ def _new_group(report: BugReport, fp: Fingerprint, **extra) -> DedupGroup | None
             return DedupGroup.objects.create(
                 fingerprint=fp.hex,
                 algorithm_version=fp.version,
-                canonical=report,
+                # The report may not be inserted yet (grouping prepared before the INSERT):
+                # foreign keys are checked at commit.
+                canonical_id=report.pk,
                 occurrences=1,
                 first_seen=report.created_at,
                 last_seen=report.created_at,
@@ -144,14 +207,34 @@ def _find_or_create(report: BugReport, fp: Fingerprint) -> tuple[DedupGroup, boo
     raise GroupingConflict("Could not settle the dedup group for this fingerprint; retry.")
 
 
-def _link_new(report: BugReport, changes: dict[str, Any]) -> None:
-    """Set grouping fields on a report inserted in this same transaction (no version bump:
-    grouping is part of its creation)."""
-    count = BugReport.objects.filter(pk=report.pk, version=report.version).update(**changes)
-    if count != 1:
-        raise GroupingConflict("The report changed while it was being grouped; retry.")
-    for name, value in changes.items():
-        setattr(report, name, value)
+def _db_uuid(value):
+    return DedupGroup._meta.pk.get_db_prep_value(value, connection) if value is not None else None
+
+
+def _link_new(report: BugReport, *, fp: Fingerprint, group_id, canonical_id) -> None:
+    """Set the grouping fields of a report inserted in this same transaction.
+
+    No version bump: grouping is part of the report's creation. Raw SQL, compare-and-set on
+    the version: this runs on every submission.
+    """
+    sql = (
+        f"UPDATE {BugReport._meta.db_table} SET fingerprint = %s, fingerprint_version = %s, "
+        "dedup_group_id = %s, duplicate_of_id = %s WHERE id = %s AND version = %s"
+    )
+    params = [
+        fp.hex,
+        fp.version,
+        _db_uuid(group_id),
+        _db_uuid(canonical_id),
+        _db_uuid(report.pk),
+        report.version,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != 1:
+            raise GroupingConflict("The report changed while it was being grouped; retry.")
+    report.fingerprint, report.fingerprint_version = fp.hex, fp.version
+    report.dedup_group_id, report.duplicate_of_id = group_id, canonical_id
 
 
 def _sha_matches(a: str | None, b: str | None) -> bool:
@@ -206,19 +289,38 @@ def stale_reason(*, group: DedupGroup, canonical: BugReport, release: str | None
     return None
 
 
-def _count_occurrence(group: DedupGroup, report: BugReport) -> None:
+def _count_occurrence(group: DedupGroup, report: BugReport, event: tuple | None = None) -> None:
+    """One more occurrence on a locked group; `event` (SQL, params) is written with it.
+
+    On PostgreSQL both go in one round trip (a data-modifying WITH): this is every
+    duplicate submission.
+    """
     group.occurrences += 1
     group.first_seen = min(group.first_seen, report.created_at)
     group.last_seen = max(group.last_seen, report.created_at)
-    changes = {
-        "occurrences": group.occurrences,
-        "first_seen": group.first_seen,
-        "last_seen": group.last_seen,
-    }
     if report.release_sha and report.release_sha not in group.releases_seen:
         group.releases_seen = [*group.releases_seen, report.release_sha]
-        changes["releases_seen"] = group.releases_seen
-    DedupGroup.objects.filter(pk=group.pk).update(**changes)
+        group.save(update_fields=["occurrences", "first_seen", "last_seen", "releases_seen"])
+        statements = [event] if event else []
+    else:
+        adapt = connection.ops.adapt_datetimefield_value
+        bump = (
+            f"UPDATE {DedupGroup._meta.db_table} SET occurrences = %s, first_seen = %s, "
+            "last_seen = %s WHERE id = %s",
+            [
+                group.occurrences,
+                adapt(group.first_seen),
+                adapt(group.last_seen),
+                _db_uuid(group.pk),
+            ],
+        )
+        if event and connection.vendor == "postgresql":
+            statements = [(f"WITH bump AS ({bump[0]}) {event[0]}", bump[1] + event[1])]
+        else:
+            statements = [bump, event] if event else [bump]
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 def _reopen(canonical: BugReport, *, report: BugReport, actor: str) -> None:
@@ -267,6 +369,51 @@ def _follow_done_canonical(report: BugReport, canonical: BugReport, *, actor: st
     )
 
 
+@dataclass
+class PendingGrouping:
+    """Grouping decided before a report's INSERT, finished after its `created` event."""
+
+    report: BugReport
+    fp: Fingerprint
+    client_parts: list[str] | None
+    group: DedupGroup | None = None  # None: the report was created naming its canonical
+    created: bool = False
+
+    def finish(self, *, actor: str, reopen: bool = True) -> DedupGroup:
+        report, fp = self.report, self.fp
+        if fp.inputs.get("kind") == "client":
+            ClientFingerprint.objects.update_or_create(
+                report_id=report.pk, defaults={"parts": list(self.client_parts or [])}
+            )
+        if self.group is None:
+            return _link_given_duplicate(report, fp, actor=actor)
+        if not self.created:
+            _count_occurrence_then_regress(
+                self.group, report=report, actor=actor, reopen=reopen, fp=fp
+            )
+        return self.group
+
+
+def report_group_prepare(
+    *, report: BugReport, client_fingerprint: list[str] | None = None
+) -> PendingGrouping:
+    """Fingerprint `report` and settle its group (locked) before the report is inserted.
+
+    Sets `fingerprint`, `fingerprint_version`, `dedup_group` and `duplicate_of` on the
+    unsaved report, so submission writes them with its INSERT instead of updating the row
+    afterwards. Call `finish()` once the report and its `created` event are in.
+    """
+    fp = report_fingerprint(report, client_fingerprint)
+    pending = PendingGrouping(report=report, fp=fp, client_parts=client_fingerprint)
+    if report.duplicate_of_id is not None:
+        return pending
+    pending.group, pending.created = _find_or_create(report, fp)
+    report.fingerprint, report.fingerprint_version = fp.hex, fp.version
+    report.dedup_group_id = pending.group.pk
+    report.duplicate_of_id = None if pending.created else pending.group.canonical_id
+    return pending
+
+
 def report_group(
     *,
     report: BugReport,
@@ -274,36 +421,26 @@ def report_group(
     reopen: bool = True,
     client_fingerprint: list[str] | None = None,
 ) -> DedupGroup:
-    """Fingerprint a freshly inserted report and file it under its group.
+    """Fingerprint an inserted report and file it under its group.
 
-    Runs inside the submission transaction. The report becomes canonical of a new group, or
-    a duplicate of the live group's canonical (`occurrences` +1). A resolved or closed
-    canonical is reopened (`regressed`) unless the occurrence is stale; with `reopen=False`
-    (imports) nothing is ever reopened. `report.created_at` is the occurrence time.
+    The report becomes canonical of a new group, or a duplicate of the live group's
+    canonical (`occurrences` +1). A resolved or closed canonical is reopened (`regressed`)
+    unless the occurrence is stale; with `reopen=False` (imports) nothing is ever reopened.
+    `report.created_at` is the occurrence time. A report already grouped is left alone.
     """
     if report.dedup_group_id is not None:
         return report.dedup_group
-    fp = report_fingerprint(report, client_fingerprint)
-    with transaction.atomic():
-        if report.duplicate_of_id is not None:
-            return _link_given_duplicate(report, fp, actor=actor)
-        if fp.inputs.get("kind") == "client":
-            ClientFingerprint.objects.update_or_create(
-                report_id=report.pk, defaults={"parts": list(client_fingerprint or [])}
+    # No savepoint of its own: a failure here fails the submission it is part of.
+    with transaction.atomic(savepoint=False):
+        pending = report_group_prepare(report=report, client_fingerprint=client_fingerprint)
+        if pending.group is not None:
+            _link_new(
+                report,
+                fp=pending.fp,
+                group_id=pending.group.pk,
+                canonical_id=report.duplicate_of_id,
             )
-        group, created = _find_or_create(report, fp)
-        link = {"fingerprint": fp.hex, "fingerprint_version": fp.version, "dedup_group": group}
-        if created:
-            _link_new(report, {**link, "duplicate_of": None})
-            return group
-        canonical = group.canonical
-        if canonical.pk == report.pk:  # pragma: no cover - a report is never its own duplicate
-            return group
-        _link_new(report, {**link, "duplicate_of": canonical})
-        _count_occurrence_then_regress(
-            group, canonical, report=report, actor=actor, reopen=reopen, fp=fp
-        )
-        return group
+        return pending.finish(actor=actor, reopen=reopen)
 
 
 def _link_given_duplicate(report: BugReport, fp: Fingerprint, *, actor: str) -> DedupGroup:
@@ -315,8 +452,7 @@ def _link_given_duplicate(report: BugReport, fp: Fingerprint, *, actor: str) -> 
     if canonical.duplicate_of_id is not None:  # never a chain
         canonical = _get(canonical.duplicate_of_id)
     group = _locked_groups(canonical.dedup_group_id)[canonical.dedup_group_id]
-    link = {"fingerprint": fp.hex, "fingerprint_version": fp.version}
-    _link_new(report, {**link, "dedup_group": group, "duplicate_of": canonical})
+    _link_new(report, fp=fp, group_id=group.pk, canonical_id=canonical.pk)
     _count_occurrence(group, report)
     event_write(
         report=report,
@@ -330,35 +466,62 @@ def _link_given_duplicate(report: BugReport, fp: Fingerprint, *, actor: str) -> 
 
 
 def _count_occurrence_then_regress(
-    group: DedupGroup, canonical: BugReport, *, report: BugReport, actor: str, reopen: bool, fp
+    group: DedupGroup, *, report: BugReport, actor: str, reopen: bool, fp: Fingerprint
 ) -> None:
-    stale = None
-    if canonical.status in DONE_STATUSES:
+    canonical, stale = None, None
+    if group.canonical_status in DONE_STATUSES:
+        # The rare case needs the whole canonical; it is already locked by the slot query.
+        canonical = _lock_report(group.canonical_id)
         # Decided before this occurrence's release joins releases_seen.
         stale = stale_reason(group=group, canonical=canonical, release=report.release_sha)
-    _count_occurrence(group, report)
+    occurrence = group.occurrences + 1
     data = {
-        "canonical": str(canonical.pk),
+        "canonical": str(group.canonical_id),
         "group": str(group.pk),
         "fingerprint": fp.hex,
-        "occurrences": group.occurrences,
+        "occurrences": occurrence,
     }
     if stale:
         data["stale"] = stale
-    event_write(
+    event = _event_sql(
         report=report,
         kind=EventKind.DUPLICATE_LINKED,
         actor=actor,
-        message=f"Duplicate of {canonical.pk} (occurrence {group.occurrences}).",
+        message=f"Duplicate of {group.canonical_id} (occurrence {occurrence}).",
         data=data,
         created_at=report.created_at,
     )
-    if canonical.status not in DONE_STATUSES or not reopen:
+    _count_occurrence(group, report, event)
+    if canonical is None or not reopen:
         return
     if stale is None:
         _reopen(canonical, report=report, actor=actor)
     else:
         _follow_done_canonical(report, canonical, actor=actor, reason=stale)
+
+
+_EVENT_COLUMNS = ("report_id", "kind", "actor", "message", "data", "created_at")
+_EVENT_INSERT = (
+    f"INSERT INTO {BugReportEvent._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_EVENT_COLUMNS))})"
+)
+_EVENT_FIELDS = [
+    next(f for f in BugReportEvent._meta.concrete_fields if f.attname == c) for c in _EVENT_COLUMNS
+]
+
+
+def _event_sql(*, report: BugReport, kind: str, actor: str, message: str, data, created_at):
+    """`event_write`'s row as (SQL, params), for the submission hot path: no INSERT to compile."""
+    report_field, data_field, created_field = _EVENT_FIELDS[0], _EVENT_FIELDS[4], _EVENT_FIELDS[5]
+    params = [
+        report_field.get_db_prep_save(report.pk, connection),
+        kind,
+        actor or "",
+        message,
+        data_field.get_db_prep_save(data, connection),
+        created_field.get_db_prep_save(created_at, connection),
+    ]
+    return _EVENT_INSERT, params
 
 
 def group_occurrences_for(report: BugReport) -> int:
