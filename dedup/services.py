@@ -576,7 +576,7 @@ def report_merge(*, report_id, into_id, actor: str) -> BugReport:
                 else "A report cannot be merged into itself or one of its own duplicates.",
                 canonical=str(target_id),
             )
-        target = BugReport.objects.get(pk=target_id)
+        target = _ensure_grouped(_get(target_id), actor)
         if source.duplicate_of_id is None:
             forwarding = list(
                 DedupGroup.objects.filter(merged_into_id=source.dedup_group_id).values_list(

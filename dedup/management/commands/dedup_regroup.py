@@ -39,10 +39,11 @@ class Command(BaseCommand):
         except DomainError as error:
             raise CommandError(error.detail) from error
         verb = "would move" if dry_run else "moved"
+        created = "would be created" if dry_run else "created"
         self.stdout.write(
             f"Fingerprint algorithm v{FINGERPRINT_VERSION}: {summary.scanned} reports scanned, "
             f"{summary.fingerprints_changed} fingerprints changed, "
-            f"{summary.groups_created} new groups."
+            f"{summary.groups_created} new groups {created}."
         )
         message = f"{summary.moved} reports {verb} to another canonical report."
         self.stdout.write(self.style.WARNING(message) if dry_run else self.style.SUCCESS(message))
