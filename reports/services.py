@@ -367,6 +367,11 @@ def report_claim_next(
     """
     lease = _lease(lease_seconds)
     with transaction.atomic():
+        from django.db import connection
+
+        statuses = (filters or {}).get("statuses") or CLAIMABLE_STATUSES
+        if connection.vendor == "postgresql" and set(statuses) <= set(CLAIMABLE_STATUSES):
+            return _claim_next_postgresql(actor=actor, lease=lease, filters=filters or {})
         now = db_now()
         report = (
             claimable_reports(now=now, filters=filters)
@@ -376,6 +381,82 @@ def report_claim_next(
         if report is None:
             return None
         return _take_claim(report, actor=actor, lease=lease, now=now)
+
+
+# claimable_reports() + _take_claim() as one statement: pick the first claimable row with
+# SKIP LOCKED and take it, in one round trip. The ORM form compiled three queries per
+# claim, 4 ms of CPU; this is what benchmarks/claims.py measures against bare SQL.
+_CLAIM_NEXT_SQL = """
+WITH picked AS (
+    SELECT id, status, claim_holder, claim_expires_at FROM bug_reports
+     WHERE {where}
+     ORDER BY severity_rank, sla_due_at, created_at, id
+     LIMIT 1
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE bug_reports AS r
+   SET claim_holder = %(actor)s, claim_token_hash = %(token_hash)s,
+       claim_expires_at = statement_timestamp() + %(lease)s, assignee_id = %(actor)s,
+       status = 'in_progress', updated_at = %(updated_at)s, version = r.version + 1
+  FROM picked
+ WHERE r.id = picked.id
+RETURNING r.*, statement_timestamp() AS claimed_at, picked.status AS previous_status,
+          picked.claim_holder AS previous_holder, picked.claim_expires_at AS previous_expiry
+"""
+
+
+def _claim_next_postgresql(
+    *, actor: str, lease: timedelta, filters: dict[str, Any]
+) -> tuple[BugReport, str] | None:
+    statuses = [Status(s).value for s in filters.get("statuses") or CLAIMABLE_STATUSES]
+    # Statuses are inlined (validated enum values) so the planner can use the partial
+    # queue index; every other value is a parameter.
+    where = [
+        "status IN ({})".format(", ".join(f"'{s}'" for s in statuses)),
+        "duplicate_of_id IS NULL",
+        "(claim_holder IS NULL OR claim_expires_at <= statement_timestamp())",
+    ]
+    token = secrets.token_urlsafe(32)
+    params: dict[str, Any] = {
+        "actor": actor,
+        "token_hash": hash_token(token),
+        "lease": lease,
+        "updated_at": timezone.now(),
+    }
+    if filters.get("severity"):
+        where.append("severity = ANY(%(severity)s)")
+        params["severity"] = [Severity(s).value for s in filters["severity"]]
+    if filters.get("min_severity"):
+        where.append("severity_rank <= %(min_rank)s")
+        params["min_rank"] = severity_rank(filters["min_severity"])
+    for field in ("category", "component"):
+        if filters.get(field):
+            where.append(f"{field} = %({field})s")
+            params[field] = filters[field]
+    if filters.get("automation_only"):
+        where.append(
+            "automation_enabled AND (next_attempt_at IS NULL "
+            "OR next_attempt_at <= statement_timestamp())"
+        )
+    sql = _CLAIM_NEXT_SQL.format(where=" AND ".join(where))
+    report = next(iter(BugReport.objects.raw(sql, params)), None)
+    if report is None:
+        return None
+    previous = BugReport(
+        pk=report.pk,
+        claim_holder=report.previous_holder,
+        claim_expires_at=report.previous_expiry,
+    )
+    _note_expired_lease(previous, report.claimed_at)
+    mirror_on_commit(report.pk)  # LEGACY_MIRROR_DIR, when set, after the commit
+    event_write(
+        report=report,
+        kind=EventKind.CLAIMED,
+        actor=actor,
+        message=f"Claimed until {report.claim_expires_at.isoformat()}.",
+        data={"from_status": report.previous_status, "lease_seconds": int(lease.total_seconds())},
+    )
+    return report, token
 
 
 def report_heartbeat(
