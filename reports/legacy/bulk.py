@@ -59,10 +59,10 @@ def _uuid_hex(value):
 
 
 def _naive_utc_text(value):
-    if value is None:
-        return None
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        value = value.replace(tzinfo=None)
     return str(value)
 
 

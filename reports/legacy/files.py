@@ -39,7 +39,7 @@ class RawRecord:
 
 def path_key(path: Path) -> tuple[str, ...]:
     """The order files are read in: path components compared one by one."""
-    return Path(os.path.abspath(path)).parts
+    return path.parts if path.is_absolute() else Path(os.path.abspath(path)).parts
 
 
 def legacy_roots(paths: Iterable[str | os.PathLike]) -> list[Path]:

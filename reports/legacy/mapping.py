@@ -84,6 +84,7 @@ CONTEXT_COLUMNS = {
     "environment": "environment",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SOURCES = frozenset(Source.values)
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
@@ -313,7 +314,7 @@ def map_legacy(raw: dict) -> LegacyReport:
 
     raw_source = raw.get("source")
     source = raw_source.strip().lower() if isinstance(raw_source, str) else None
-    if source not in Source.values:
+    if source not in SOURCES:
         if raw_source is not None:
             m.keep("source", raw_source)
         source = Source.USER
