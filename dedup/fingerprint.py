@@ -41,7 +41,7 @@ class ExceptionBlock(NamedTuple):
 _HEADER = "Traceback (most recent call last):"
 # Literal-prefixed, so the regex engine scans for `File "` at C speed. Line numbers are
 # matched but never captured: they must not split one bug in two.
-_FRAME = re.compile(r'File "([^"\n]+)", line \d+(?:, in ([^\n]*))?')
+_FRAME = re.compile(r'File "([^"\n]++)", line \d++(?:, in ([^\n]*+))?')
 # The first unindented line after a block's last frame names its exception.
 _EXCEPTION = re.compile(r"\n([A-Za-z_][\w.]*)(?=:|[ \t]*(?:\n|$))")
 # Exception groups (3.11+) indent their members behind "| " and separate them with "+---".
