@@ -1,3 +1,4 @@
+from django.db import connection
 from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -17,6 +18,29 @@ def report_list(*, filters: dict | None = None):
         group_occurrences=Coalesce(F("dedup_group__occurrences"), Value(1)),
         duplicates_total=Coalesce(Subquery(duplicates), Value(0)),
     )
+
+
+def report_with_counts(report: BugReport) -> BugReport:
+    """A report already in hand (just claimed, say) with the numbers report_list() adds.
+
+    Two scalar subqueries in plain SQL: reading the row back through report_list() cost
+    more to compile than the claim itself.
+    """
+    from dedup.models import DedupGroup
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT occurrences FROM {DedupGroup._meta.db_table} WHERE id = %s), "
+            f"(SELECT COUNT(*) FROM {BugReport._meta.db_table} WHERE duplicate_of_id = %s)",
+            [
+                DedupGroup._meta.pk.get_db_prep_value(report.dedup_group_id, connection),
+                BugReport._meta.pk.get_db_prep_value(report.pk, connection),
+            ],
+        )
+        occurrences, duplicates = cursor.fetchone()
+    report.group_occurrences = occurrences or 1
+    report.duplicates_total = duplicates
+    return report
 
 
 def report_events(*, report_id):

@@ -27,7 +27,7 @@ from dedup.services import report_merge, report_split
 from . import services
 from .filters import BugReportFilter
 from .models import AgentRun, BugReport
-from .selectors import report_events, report_list
+from .selectors import report_events, report_list, report_with_counts
 from .serializers import (
     BugReportCreateSerializer,
     BugReportSerializer,
@@ -296,7 +296,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         body = {
             "claim_token": token,
             "claim_expires_at": report.claim_expires_at,
-            "report": report_list().get(pk=report.pk),
+            "report": report_with_counts(report),
         }
         response = Response(
             ClaimResponseSerializer(body, context=self.get_serializer_context()).data

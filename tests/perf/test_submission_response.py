@@ -39,3 +39,22 @@ def test_a_report_read_by_id_is_found_and_an_unknown_one_is_404(agent_client):
     assert agent_client.get(f"/api/bug-reports/{report.pk}").json()["id"] == str(report.pk)
     missing = agent_client.get("/api/bug-reports/00000000-0000-0000-0000-000000000000")
     assert missing.status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["claim-next", "claim"])
+def test_a_claim_answers_with_the_report_as_reading_it_back_shows(agent_client, how):
+    """The claimed report in the response is the in-memory one plus its counts."""
+    canonical = make_report(title="Coupon crash", stack_trace=TRACE, severity="critical")
+    make_report(title="Coupon crash", stack_trace=TRACE)
+    path = (
+        f"/api/bug-reports/{canonical.pk}/claim"
+        if how == "claim"
+        else "/api/bug-reports/claim-next"
+    )
+    claimed = agent_client.post(path, {}, format="json")
+    assert claimed.status_code == 200, claimed.content
+    shown = claimed.json()["report"]
+    fetched = agent_client.get(f"/api/bug-reports/{canonical.pk}").json()
+    assert shown == fetched
+    assert shown["duplicates_count"] == 1 and shown["occurrences"] == 2
