@@ -210,13 +210,11 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         report = services.report_create(
             actor=caller_id(request), data=data, client_fingerprint=fingerprint
         )
-        # The report is shown as its own transaction left it, without reading it back (the
-        # re-read was a fifth of a submission's cost): nothing can be its duplicate yet.
-        report.group_occurrences = report.dedup_group.occurrences if report.dedup_group_id else 1
-        report.duplicates_total = 0
+        # The report is shown as its own transaction left it, plus its counts, without
+        # reading it back through report_list() (that was a fifth of a submission's cost).
         location = f"/api/bug-reports/{report.pk}"
         response = Response(
-            self.get_serializer(report).data,
+            self.get_serializer(report_with_counts(report)).data,
             status=status.HTTP_201_CREATED,
             headers={"Location": location},
         )
