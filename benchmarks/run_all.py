@@ -37,7 +37,7 @@ QUICK = {
     "dedup": ["--reports", "200", "--rounds", "1", "--fingerprints", "2000"],
     "backfill": ["--reports", "2000"],
 }
-HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all"}
+HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all", "profile"}
 # backfill.py prints its own table: its lines are read back into rows.
 BACKFILL_LINE = re.compile(r"^(sqlite|postgres)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)")
 
