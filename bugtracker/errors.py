@@ -139,6 +139,7 @@ def _log_lost_write(request, view, exc) -> None:
         report_id=kwargs.get("pk") or kwargs.get("id"),
         payload=payload,
         exc=exc,
+        keep_content=True,
     )
 
 

@@ -123,10 +123,30 @@ def summarize_payload(payload: Any) -> Any:
     return _short(payload)
 
 
+def redact_secrets(payload: Any) -> Any:
+    """The whole payload, with only secret-looking keys (at any depth) redacted."""
+    if isinstance(payload, Mapping):
+        return {
+            str(k): "[redacted]" if _is_secret(k) else redact_secrets(v) for k, v in payload.items()
+        }
+    if isinstance(payload, list):
+        return [redact_secrets(v) for v in payload]
+    return payload
+
+
 def log_failed_write(
-    *, what: str, report_id: Any = None, payload: Any = None, exc: BaseException
+    *,
+    what: str,
+    report_id: Any = None,
+    payload: Any = None,
+    exc: BaseException,
+    keep_content: bool = False,
 ) -> None:
-    """Log a database write that failed, at ERROR, with the report id or a payload summary."""
+    """Log a database write that failed, at ERROR, with the report id or a payload summary.
+
+    With `keep_content`, the whole payload is logged (secrets redacted) so that a client
+    submission the database refused can be replayed from the log: nothing is lost.
+    """
     request_id, trace_id = current_ids()
     error = f"{type(exc).__name__}: {exc}"[:_ERROR_MAX_CHARS]
     target = f"report {report_id}" if report_id is not None else "no report"
@@ -140,7 +160,7 @@ def log_failed_write(
             "event": "write_failed",
             "what": what,
             "report_id": str(report_id) if report_id is not None else None,
-            "payload": summarize_payload(payload),
+            "payload": redact_secrets(payload) if keep_content else summarize_payload(payload),
             "error": error,
             "request_id": request_id,
             "trace_id": trace_id,

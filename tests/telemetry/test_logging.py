@@ -115,3 +115,14 @@ def test_recording_a_release_is_logged_with_the_actor(caplog):
     (line,) = [r for r in caplog.records if r.name == "bugtracker.telemetry"]
     assert "abcdef12 (4.0) deployed to production" in line.getMessage()
     assert line.actor == "deploy-bot"
+
+
+def test_a_lost_submission_is_logged_whole_with_secrets_redacted(caplog):
+    body = {"title": "t" * 1000, "metadata": {"api_token": "s3cret", "deep": {"n": 1}}}
+    with caplog.at_level(logging.ERROR, logger="bugtracker.writes"):
+        log_failed_write(
+            what="POST /api/bug-reports", payload=body, exc=DatabaseError("down"), keep_content=True
+        )
+    logged = write_lines(caplog)[-1].payload
+    assert logged["title"] == "t" * 1000
+    assert logged["metadata"] == {"api_token": "[redacted]", "deep": {"n": 1}}
