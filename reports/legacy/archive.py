@@ -11,6 +11,7 @@ from django.db.models.fields.json import KT
 
 from reports.models import BugReport
 
+from .bulk import in_list
 from .files import iter_legacy_files, read_records
 from .mapping import InvalidReport, LegacyReport, map_legacy
 
@@ -60,13 +61,15 @@ def legacy_files_verify(paths) -> Iterator[FileCheck]:
 def _verify_chunk(check: FileCheck, chunk: list[tuple[str, LegacyReport]]) -> None:
     ids = [report.legacy_id for _, report in chunk]
     digests = dict(
-        BugReport.objects.filter(legacy_id__in=ids).values_list(
+        BugReport.objects.filter(legacy_id__in=in_list(ids)).values_list(
             "legacy_id", KT("metadata__legacy__digest")
         )
     )
     mirrored = [report.mirror_of for _, report in chunk if report.mirror_of]
     present_pks = set(
-        BugReport.objects.filter(pk__in=mirrored).values_list("pk", flat=True) if mirrored else []
+        BugReport.objects.filter(pk__in=in_list(mirrored, uuids=True)).values_list("pk", flat=True)
+        if mirrored
+        else []
     )
     for location, report in chunk:
         check.reports += 1

@@ -18,6 +18,7 @@ from functools import lru_cache
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
 # Values of these field kinds go to every backend as they are.
+_IN_BUCKET = 16
 _PLAIN = (
     models.CharField,
     models.TextField,
@@ -157,6 +158,26 @@ def _pg_update_from_copy(connection, model, names, columns, n_set, prepared) -> 
         changed = cursor.rowcount
         cursor.execute(f"DROP TABLE {temp}")
     return changed
+
+
+def in_list(values: Iterable, *, uuids: bool = False) -> list:
+    """`values` for an `__in` filter, padded on SQLite to one of a few fixed lengths.
+
+    Python's sqlite3 keeps the last 128 prepared statements; an IN list of another length
+    is another statement, and one with thousands of parameters is big. Over a long import
+    that cache would grow with the corpus. Padding (with values that match nothing) keeps
+    the number of distinct statements, and so the memory, bounded.
+    """
+    values = list(dict.fromkeys(values))
+    if connections[DEFAULT_DB_ALIAS].vendor != "sqlite" or not values:
+        return values
+    size = _IN_BUCKET
+    while size < len(values):
+        size *= 4
+    pad = size - len(values)
+    if uuids:
+        return values + [uuid.UUID(int=n + 1) for n in range(pad)]
+    return values + [f"\x1fpad{n}" for n in range(pad)]
 
 
 @contextmanager

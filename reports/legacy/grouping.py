@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from reports.models import DONE_STATUSES, BugReport, BugReportEvent, EventKind
 
-from .bulk import insert_rows, update_rows
+from .bulk import in_list, insert_rows, update_rows
 
 CHUNK_SIZE = 2000
 _REGISTRY_IN_MEMORY = 100_000
@@ -109,7 +109,7 @@ class _Pass:
     def chunk(self, ids: list) -> int:
         dedup = self.dedup
         rows = (
-            BugReport.objects.filter(pk__in=ids, fingerprint__isnull=True)
+            BugReport.objects.filter(pk__in=in_list(ids, uuids=True), fingerprint__isnull=True)
             .order_by("created_at", "id")
             .values_list(*REPORT_FIELDS)
         )
@@ -185,7 +185,7 @@ class _Pass:
         from dedup.models import DedupGroup
 
         locked = DedupGroup.objects.select_related("canonical").filter(
-            fingerprint__in=hexes, active=True
+            fingerprint__in=in_list(hexes), active=True
         )
         if connection.features.has_select_for_update_of:
             locked = locked.select_for_update(of=("self", "canonical"))
@@ -194,7 +194,9 @@ class _Pass:
         targets = {s.pk: s for s in slots}
         forward_ids = {s.merged_into_id for s in slots if s.merged_into_id} - set(targets)
         if forward_ids:
-            forwarded = DedupGroup.objects.select_related("canonical").filter(pk__in=forward_ids)
+            forwarded = DedupGroup.objects.select_related("canonical").filter(
+                pk__in=in_list(forward_ids, uuids=True)
+            )
             if connection.features.has_select_for_update_of:
                 forwarded = forwarded.select_for_update(of=("self", "canonical"))
             targets.update((g.pk, g) for g in forwarded)
@@ -216,7 +218,7 @@ class _Pass:
         if unresolved:
             events = (
                 BugReportEvent.objects.filter(
-                    report_id__in=unresolved,
+                    report_id__in=in_list(unresolved, uuids=True),
                     kind__in=[EventKind.STATUS_CHANGED, EventKind.RESOLVED],
                 )
                 .order_by("report_id", "created_at", "id")
@@ -234,7 +236,8 @@ class _Pass:
             return {}
         rows = (
             BugReport.objects.filter(
-                dedup_group_id__in={g.pk for g, _ in slots.values()}, release_sha__in=releases
+                dedup_group_id__in=in_list((g.pk for g, _ in slots.values()), uuids=True),
+                release_sha__in=in_list(releases),
             )
             .order_by()
             .values("dedup_group_id", "release_sha")
@@ -259,7 +262,7 @@ class _Pass:
                 )
             self.done_at[canonical.pk] = dedup._done_since(instance)
         done_at = self.done_at[canonical.pk]
-        if release in (group.releases_seen or []):
+        if release in _releases(group):
             first = members.get((group.pk, release))
             if first is not None and first < done_at:
                 return "seen_before_resolution"
@@ -303,12 +306,23 @@ class _Row:
         self.pk = self.id
 
 
+def _releases(group) -> set:
+    """The group's releases_seen as a set, kept beside the list (membership in O(1))."""
+    seen = getattr(group, "_release_set", None)
+    if seen is None:
+        seen = group._release_set = set(group.releases_seen or [])
+    return seen
+
+
 def _count_occurrence(group, report) -> None:
     group.occurrences += 1
     group.first_seen = min(group.first_seen, report.created_at)
     group.last_seen = max(group.last_seen, report.created_at)
-    if report.release_sha and report.release_sha not in group.releases_seen:
-        group.releases_seen = [*group.releases_seen, report.release_sha]
+    release = report.release_sha
+    if release and release not in _releases(group):
+        group.releases_seen = group.releases_seen or []
+        group.releases_seen.append(release)  # our own copy, loaded for this chunk
+        group._release_set.add(release)
 
 
 class _NewGroup:

@@ -14,7 +14,7 @@ from django.db.models.fields.json import KT
 from reports.models import BugReport, BugReportEvent, EventKind
 from reports.services import sla_due_for
 
-from .bulk import insert_rows
+from .bulk import in_list, insert_rows
 from .mapping import LegacyReport
 
 logger = logging.getLogger("reports.legacy")
@@ -70,13 +70,17 @@ def legacy_reports_import(
 def _classify(items: list[BatchItem], seen: dict[str, str], *, insert: str | None) -> list[Outcome]:
     ids = [item.report.legacy_id for item in items]
     known: dict[str, str | None] = dict(
-        BugReport.objects.filter(legacy_id__in=ids).values_list(
+        BugReport.objects.filter(legacy_id__in=in_list(ids)).values_list(
             "legacy_id", KT("metadata__legacy__digest")
         )
     )
     mirror_pks = [item.report.mirror_of for item in items if item.report.mirror_of]
     known_pks: set[uuid.UUID] = (
-        set(BugReport.objects.filter(pk__in=mirror_pks).values_list("pk", flat=True))
+        set(
+            BugReport.objects.filter(pk__in=in_list(mirror_pks, uuids=True)).values_list(
+                "pk", flat=True
+            )
+        )
         if mirror_pks
         else set()
     )
