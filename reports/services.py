@@ -228,6 +228,8 @@ def report_update(
                 message=f"{field} changed",
                 data={"field": field, "from": before, "to": getattr(report, field)},
             )
+        if new_status == Status.RESOLVED:
+            resolve_duplicates(report=report, actor=actor)
         return report
 
 
@@ -244,6 +246,8 @@ def report_transition(*, report_id, to_status: str, actor: str, message: str = "
             message=message or f"{before} → {to_status}",
             data={"from": before, "to": to_status},
         )
+        if to_status == Status.RESOLVED:
+            resolve_duplicates(report=report, actor=actor)
         return report
 
 

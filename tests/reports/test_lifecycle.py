@@ -149,3 +149,17 @@ def test_turning_automation_back_on_resets_attempts():
     services.report_update(report_id=report.pk, actor="admin", data={"automation_enabled": True})
     report.refresh_from_db()
     assert (report.automation_enabled, report.attempts, report.next_attempt_at) == (True, 0, None)
+
+
+@pytest.mark.parametrize("how", ["update", "transition"])
+def test_open_duplicates_follow_a_canonical_resolved_by_any_path(how):
+    canonical = make_report(title="Canonical one")
+    duplicate = make_report(title="Duplicate one")
+    BugReport.objects.filter(pk=duplicate.pk).update(duplicate_of=canonical)
+    if how == "update":
+        services.report_update(report_id=canonical.pk, actor="a", data={"status": "resolved"})
+    else:
+        services.report_transition(report_id=canonical.pk, to_status="resolved", actor="a")
+    duplicate.refresh_from_db()
+    assert duplicate.status == "resolved"
+    assert duplicate.events.last().kind == "resolved"
