@@ -28,6 +28,7 @@ from django.db import transaction
 
 from reports.models import BugReport
 
+from .bulk import import_tuning
 from .files import RawRecord, iter_legacy_files, legacy_roots, path_key, read_records
 from .mapping import InvalidReport, map_legacy
 from .services import (
@@ -130,6 +131,10 @@ class Backfill:
     # -- one run -------------------------------------------------------------------------
 
     def run(self) -> Summary:
+        with import_tuning():
+            return self._run()
+
+    def _run(self) -> Summary:
         self._load_checkpoint()
         if self.completed_before:
             return self.summary
@@ -392,6 +397,10 @@ class Backfill:
         on_scan: Callable[[Summary], None] | None = None,
     ) -> Summary:
         """Import new and changed files until `stop` is set (or after `max_scans` scans)."""
+        with import_tuning():
+            return self._watch(interval=interval, stop=stop, max_scans=max_scans, on_scan=on_scan)
+
+    def _watch(self, *, interval, stop, max_scans, on_scan) -> Summary:
         signatures: dict[str, tuple[int, int]] = {}
         scans = 0
         while not stop.is_set():

@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 
 # Values of these field kinds go to every backend as they are.
 _IN_BUCKET = 16
+SQLITE_IMPORT_CACHE_KIB = 16 * 1024
 _PLAIN = (
     models.CharField,
     models.TextField,
@@ -178,6 +179,25 @@ def in_list(values: Iterable, *, uuids: bool = False) -> list:
     if uuids:
         return values + [uuid.UUID(int=n + 1) for n in range(pad)]
     return values + [f"\x1fpad{n}" for n in range(pad)]
+
+
+@contextmanager
+def import_tuning():
+    """A larger SQLite page cache while an import runs (its many indexes stay in memory);
+    the connection's own setting comes back afterwards. Nothing to do on PostgreSQL."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        before = cursor.fetchone()[0]
+        cursor.execute(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size = {int(before)}")
 
 
 @contextmanager
