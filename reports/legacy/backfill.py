@@ -2,8 +2,9 @@
 
 A run reads the files in sorted order, maps and validates each record, and hands batches
 to `legacy_reports_import` (one transaction each). Memory stays flat: one file's reader and
-one batch are alive at a time; nothing is kept per report except, in a dry run, the ids
-already seen (a dry run cannot ask the database about rows it did not write).
+one batch are alive at a time; nothing is kept per report except the details of invalid
+and conflicting ones (for the summary) and, in a dry run, the ids already seen (a dry run
+cannot ask the database about rows it did not write).
 
 Checkpoint (`--checkpoint FILE`): before a batch commits, the state the run will be in once
 it has committed (position, counters, files to archive, and a "probe": one legacy id the
@@ -158,6 +159,8 @@ class Backfill:
         for root, path in files:
             if stop is not None and stop.is_set():
                 break
+            if self.archive_dir is not None and path.is_relative_to(self.archive_dir):
+                continue  # what we archived ourselves, if the archive lies inside a root
             key = path_key(path)
             skip_before = 0
             if resume_from is not None:

@@ -480,3 +480,16 @@ def test_an_interruption_at_any_step_of_a_batch_resumes_exactly(
     assert sorted(p.name for p in sample_copy.rglob("*.json*")) == sorted(
         b["file"] for b in EXPECTED["bad_files"]
     )
+
+
+def test_an_archive_inside_the_imported_tree_is_not_imported_again(tmp_path):
+    write(tmp_path / "legacy" / "a.json", legacy("in-tree-1"))
+    write(tmp_path / "legacy" / "z.json", legacy("in-tree-2"))
+    archive = tmp_path / "legacy" / "done"
+
+    output = backfill(tmp_path / "legacy", "--archive", archive)
+    again = backfill(tmp_path / "legacy", "--archive", archive)
+
+    assert summary_numbers(output)["inserted"] == "2"
+    assert summary_numbers(again)["read"] == "0"
+    assert sorted(p.name for p in archive.rglob("*.json")) == ["a.json", "z.json"]
