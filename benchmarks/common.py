@@ -322,11 +322,10 @@ def machine() -> str:
         mem = 0
     pg = ""
     try:
-        from django.db import connection
+        import psycopg
 
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            pg = f", PostgreSQL {cursor.fetchone()[0]}"
+        with psycopg.connect(_maintenance_url()[0], connect_timeout=5) as conn:
+            pg = f", PostgreSQL {conn.execute('SHOW server_version').fetchone()[0]}"
     except Exception:  # only a label
         pass
     load = os.getloadavg()[0]

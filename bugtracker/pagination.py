@@ -93,8 +93,9 @@ class KeysetPagination(BasePagination):
 
         When every key sorts the same way this is one row comparison, `(a, b, c) > (x, y, z)`,
         which PostgreSQL answers with a range scan of the ordering's index: a deep page
-        costs what the first one does (the expanded OR form below makes it walk every
-        earlier row: 40 ms at 200,000 rows deep in benchmarks/list.py).
+        costs what the first one does. The expanded OR form below cannot bound the index
+        and walks every earlier row (50,000 open reports deep in benchmarks/list.py's
+        1,000,000: 189 ms, against 0.1 ms as a row comparison).
         """
         if len({key.descending for key in keys}) == 1:
             greater = keys[0].descending == reverse
