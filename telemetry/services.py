@@ -75,9 +75,13 @@ def release_record(
 
 
 def _missing_release():
-    """Reports with no release whose environment had a deployment by their created_at."""
+    """Reports with no release whose environment had a deployment by their created_at.
+
+    Imported legacy reports are left as their files say: their telemetry is history.
+    """
     return (
         BugReport.objects.filter(Q(release_sha__isnull=True) | Q(release_sha=""))
+        .filter(legacy_id__isnull=True)
         .exclude(Q(environment__isnull=True) | Q(environment=""))
         .annotate(live_release_id=live_release_id_subquery())
         .filter(live_release_id__isnull=False)

@@ -251,3 +251,19 @@ def test_concurrent_runs_fill_each_report_exactly_once():
     counts = {r.pk: len(enriched_events(r)) for r in reports}
     assert set(counts.values()) == {1}
     assert Release.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_imported_legacy_reports_keep_their_telemetry_as_the_files_say():
+    release_record(
+        sha="a" * 40,
+        version="1",
+        environment="prod",
+        deployed_at=datetime(2020, 1, 1, tzinfo=UTC),
+        actor="admin",
+    )
+    imported = make_report(environment="prod", legacy_id="br-1-0001")
+    live = make_report(environment="prod")
+    assert enrich_missing_releases() == 1
+    assert BugReport.objects.get(pk=imported.pk).release_sha is None
+    assert BugReport.objects.get(pk=live.pk).release_sha == "a" * 40
