@@ -40,6 +40,7 @@ fuzz: venv
 	$(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)
 
 test: venv
+	SECRET_KEY=$${SECRET_KEY:-test-secret-key} $(BIN)/python manage.py collectstatic --noinput -v0
 	SECRET_KEY=$${SECRET_KEY:-test-secret-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
