@@ -28,6 +28,8 @@ def report_with_counts(report: BugReport) -> BugReport:
     """
     from dedup.models import DedupGroup
 
+    if hasattr(report, "group_occurrences") and hasattr(report, "duplicates_total"):
+        return report  # the claim statement returned them already
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT occurrences FROM {DedupGroup._meta.db_table} WHERE id = %s), "

@@ -370,7 +370,9 @@ def report_claim_next(
     transaction takes the write lock at BEGIN (IMMEDIATE), which serialises claimers.
     """
     lease = _lease(lease_seconds)
-    with transaction.atomic():
+    # savepoint=False: inside the API's transaction a savepoint is two more round trips per
+    # claim, and any error here fails the whole request anyway.
+    with transaction.atomic(savepoint=False):
         from django.db import connection
 
         statuses = (filters or {}).get("statuses") or CLAIMABLE_STATUSES
@@ -405,7 +407,11 @@ UPDATE bug_reports AS r
   FROM picked
  WHERE r.id = picked.id
 RETURNING r.*, statement_timestamp() AS claimed_at, picked.status AS previous_status,
-          picked.claim_holder AS previous_holder, picked.claim_expires_at AS previous_expiry
+          picked.claim_holder AS previous_holder, picked.claim_expires_at AS previous_expiry,
+          -- what the API shows beside the row (selectors.report_with_counts), in the same trip
+          COALESCE((SELECT g.occurrences FROM bug_report_dedup g WHERE g.id = r.dedup_group_id), 1)
+              AS group_occurrences,
+          (SELECT COUNT(*) FROM bug_reports d WHERE d.duplicate_of_id = r.id) AS duplicates_total
 """
 
 
