@@ -15,6 +15,7 @@ from django.db.models import Q
 
 from .models import AgentRun, BugReport, EventKind, RunOutcome, Status
 from .services import (
+    NO_CLAIM,
     _lease,
     _locked,
     _require_token,
@@ -192,9 +193,7 @@ def report_run_succeeded(
         notes = resolution_notes or f"Resolved by automated remediation (run {run.attempt})."
         changes: dict[str, Any] = _status_changes(report, target) if before != target else {}
         changes.update(
-            claim_holder=None,
-            claim_token_hash=None,
-            claim_expires_at=None,
+            NO_CLAIM,
             resolution_notes=notes,
             commit_shas=list(commit_shas) if commit_shas is not None else report.commit_shas,
             next_attempt_at=None,
@@ -333,11 +332,7 @@ def report_run_abandoned(
 def _give_back(report: BugReport) -> dict[str, Any]:
     """Clear the claim; a report the worker had moved to `in_progress` goes back to `triaged`
     (as a release does); any other status someone set meanwhile stays."""
-    changes: dict[str, Any] = {
-        "claim_holder": None,
-        "claim_token_hash": None,
-        "claim_expires_at": None,
-    }
+    changes: dict[str, Any] = dict(NO_CLAIM)
     if report.status == Status.IN_PROGRESS:
         changes.update(_status_changes(report, Status.TRIAGED))
     return changes

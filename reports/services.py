@@ -42,6 +42,9 @@ UPDATABLE_FIELDS = (
     "metadata",
 )
 
+# The column values of a report nobody holds a claim on.
+NO_CLAIM = {"claim_holder": None, "claim_token_hash": None, "claim_expires_at": None}
+
 DEFAULT_LEASE_SECONDS = 900
 MAX_LEASE_SECONDS = 86400
 CLAIMABLE_STATUSES = (Status.NEW, Status.TRIAGED, Status.IN_PROGRESS)
@@ -137,7 +140,7 @@ def _status_changes(report: BugReport, to_status: str) -> dict[str, Any]:
     elif report.status in DONE_STATUSES and to_status not in DONE_STATUSES:
         changes["resolved_at"] = None
     if to_status in DONE_STATUSES or to_status in (Status.NEW, Status.TRIAGED):
-        changes.update(claim_holder=None, claim_token_hash=None, claim_expires_at=None)
+        changes.update(NO_CLAIM)
     return changes
 
 
@@ -500,11 +503,7 @@ def report_release(
         if not is_admin:
             _require_token(report, claim_token, now)
         holder = report.claim_holder
-        changes: dict[str, Any] = {
-            "claim_holder": None,
-            "claim_token_hash": None,
-            "claim_expires_at": None,
-        }
+        changes: dict[str, Any] = dict(NO_CLAIM)
         if report.status != Status.TRIAGED:
             changes.update(_status_changes(report, Status.TRIAGED))
         _save(report, changes)
@@ -541,9 +540,7 @@ def report_resolve(
         if before != target:
             changes.update(_status_changes(report, target))
         changes.update(
-            claim_holder=None,
-            claim_token_hash=None,
-            claim_expires_at=None,
+            NO_CLAIM,
             resolution_notes=resolution_notes or report.resolution_notes,
             commit_shas=list(commit_shas) if commit_shas is not None else report.commit_shas,
         )
@@ -572,9 +569,7 @@ def resolve_duplicates(*, report: BugReport, actor: str) -> int:
     count = 0
     open_duplicates = report.duplicates.select_for_update().exclude(status__in=DONE_STATUSES)
     for duplicate in open_duplicates:
-        changes = {"status": Status.RESOLVED, "resolved_at": timezone.now()}
-        changes.update(claim_holder=None, claim_token_hash=None, claim_expires_at=None)
-        _save(duplicate, changes)
+        _save(duplicate, {"status": Status.RESOLVED, "resolved_at": timezone.now(), **NO_CLAIM})
         event_write(
             report=duplicate,
             kind=EventKind.RESOLVED,
@@ -596,10 +591,7 @@ def leases_sweep() -> int:
             report = _locked(report_id)
             if report.claim_holder and report.claim_expires_at and report.claim_expires_at <= now:
                 _note_expired_lease(report, now)
-                _save(
-                    report,
-                    {"claim_holder": None, "claim_token_hash": None, "claim_expires_at": None},
-                )
+                _save(report, dict(NO_CLAIM))
                 count += 1
     return count
 
