@@ -1,6 +1,5 @@
 import hmac
 
-from django.db.models import Q
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -33,7 +32,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
         digest = hash_api_key(raw)
-        key = ApiKey.objects.filter(Q(key_hash=digest), revoked_at__isnull=True).first()
+        try:  # key_hash is unique: one indexed lookup, no ORDER BY
+            key = ApiKey.objects.get(key_hash=digest, revoked_at__isnull=True)
+        except ApiKey.DoesNotExist:
+            key = None
         if key is None or not hmac.compare_digest(key.key_hash, digest):
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return key, key
