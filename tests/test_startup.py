@@ -1,0 +1,39 @@
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+
+def run(code: str, **env) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serving_refuses_to_start_without_a_secret_key():
+    result = run("import bugtracker.wsgi")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_serving_starts_with_a_key_or_in_debug():
+    assert run("import bugtracker.wsgi", SECRET_KEY="k" * 50).returncode == 0
+    assert run("import bugtracker.asgi", DEBUG="1").returncode == 0
+
+
+def test_commands_that_need_no_key_run_without_one():
+    code = (
+        "import sys; from django.core.management import execute_from_command_line;"
+        "import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'bugtracker.settings';"
+        "execute_from_command_line(['manage.py', 'makemigrations', '--check', '--dry-run'])"
+    )
+    result = run(code)
+    assert result.returncode == 0, result.stderr
