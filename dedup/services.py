@@ -7,6 +7,7 @@ then reports. Merges lock source groups before the target group.
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from bugtracker.domain import DomainError, InvalidInput, NotFound
+from bugtracker.rows import from_row, select_list
 from reports.models import (
     ALLOWED_TRANSITIONS,
     DONE_STATUSES,
@@ -92,54 +94,27 @@ _GROUP_COLUMNS = (
 )
 
 
-def _converters(model, attnames) -> list:
-    """Django's own from-database conversions (what the compiler applies), for the columns
-    that have any: (index, functions, column)."""
-    fields = {f.attname: f for f in model._meta.concrete_fields}
-    out = []
-    for index, name in enumerate(attnames):
-        field = fields[name]
-        column = field.get_col(model._meta.db_table)
-        functions = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-        if functions:
-            out.append((index, functions, column))
-    return out
-
-
-_slot_queries: dict = {}
-
-
-def _slot_query(where: str) -> tuple[str, list]:
-    key = (connection.vendor, where)
-    if key not in _slot_queries:
-        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        columns = ", ".join(f"g.{c}" for c in _GROUP_COLUMNS)
-        sql = (
-            f"SELECT {columns}, r.status FROM {DedupGroup._meta.db_table} g "
-            f"INNER JOIN {BugReport._meta.db_table} r ON r.id = g.canonical_id "
-            f"WHERE {where}{lock}"
-        )
-        _slot_queries[key] = (sql, _converters(DedupGroup, _GROUP_COLUMNS))
-    return _slot_queries[key]
+@cache
+def _slot_query(where: str, vendor: str) -> str:
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {select_list(DedupGroup, _GROUP_COLUMNS, 'g')}, r.status "
+        f"FROM {DedupGroup._meta.db_table} g "
+        f"INNER JOIN {BugReport._meta.db_table} r ON r.id = g.canonical_id "
+        f"WHERE {where}{lock}"
+    )
 
 
 def _groups_with_canonical_status(where: str, param) -> DedupGroup | None:
     """The group matching `where`, locked with its canonical report on PostgreSQL, with its
     canonical's `canonical_status`. Raw SQL: this runs on every submission, and the
     equivalent select_related query costs more to compile than to run."""
-    sql, converters = _slot_query(where)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [param])
+        cursor.execute(_slot_query(where, connection.vendor), [param])
         row = cursor.fetchone()
     if row is None:
         return None
-    values = list(row[:-1])
-    for index, functions, column in converters:
-        value = values[index]
-        for function in functions:
-            value = function(value, column, connection)
-        values[index] = value
-    group = DedupGroup.from_db(connection.alias, _GROUP_COLUMNS, values)
+    group = from_row(DedupGroup, _GROUP_COLUMNS, row)
     group.canonical_status = row[-1]
     return group
 

@@ -6,11 +6,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from bugtracker.domain import InvalidInput, NotFound, PreconditionFailed
+from bugtracker.rows import columns, from_row, select_list
 
 from .errors import ClaimConflict, LeaseLost, NotClaimable, TransitionNotAllowed, VersionConflict
 from .legacy.mirror import mirror_on_commit
@@ -24,6 +25,7 @@ from .models import (
     Severity,
     Status,
 )
+from .selectors import report_with_counts
 
 # Fields an agent may change through report_update; the rest move only through their own service.
 UPDATABLE_FIELDS = (
@@ -48,6 +50,7 @@ NO_CLAIM = {"claim_holder": None, "claim_token_hash": None, "claim_expires_at": 
 DEFAULT_LEASE_SECONDS = 900
 MAX_LEASE_SECONDS = 86400
 CLAIMABLE_STATUSES = (Status.NEW, Status.TRIAGED, Status.IN_PROGRESS)
+REPORT_COLUMNS = columns(BugReport)
 
 
 def sla_due_for(*, severity: str, created_at: datetime) -> datetime:
@@ -373,14 +376,13 @@ def report_claim_next(
     transaction takes the write lock at BEGIN (IMMEDIATE), which serialises claimers.
     """
     lease = _lease(lease_seconds)
-    # savepoint=False: inside the API's transaction a savepoint is two more round trips per
+    statuses = (filters or {}).get("statuses") or CLAIMABLE_STATUSES
+    if connection.vendor == "postgresql" and set(statuses) <= set(CLAIMABLE_STATUSES):
+        # One statement (claim, events, counts): atomic by itself, no BEGIN/COMMIT needed.
+        return _claim_next_postgresql(actor=actor, lease=lease, filters=filters or {})
+    # savepoint=False: inside a caller's transaction a savepoint is two more round trips per
     # claim, and any error here fails the whole request anyway.
     with transaction.atomic(savepoint=False):
-        from django.db import connection
-
-        statuses = (filters or {}).get("statuses") or CLAIMABLE_STATUSES
-        if connection.vendor == "postgresql" and set(statuses) <= set(CLAIMABLE_STATUSES):
-            return _claim_next_postgresql(actor=actor, lease=lease, filters=filters or {})
         now = db_now()
         report = (
             claimable_reports(now=now, filters=filters)
@@ -389,12 +391,16 @@ def report_claim_next(
         )
         if report is None:
             return None
-        return _take_claim(report, actor=actor, lease=lease, now=now)
+        report, token = _take_claim(report, actor=actor, lease=lease, now=now)
+        # Read in the claim's transaction: a token is never lost to a failed read.
+        return report_with_counts(report), token
 
 
-# claimable_reports() + _take_claim() as one statement: pick the first claimable row with
-# SKIP LOCKED and take it, in one round trip. The ORM form compiled three queries per
-# claim, 4 ms of CPU; this is what benchmarks/claims.py measures against bare SQL.
+# claimable_reports() + _take_claim() + their events as one statement: pick the first
+# claimable row with SKIP LOCKED, take it and write its `lease_expired` (when a lapsed lease
+# is taken over) and `claimed` events, in one round trip and without a transaction block
+# around it. The ORM form compiled three queries per claim plus BEGIN and COMMIT, 4 ms of
+# CPU; this is what benchmarks/claims.py measures against bare SQL.
 _CLAIM_NEXT_SQL = """
 WITH picked AS (
     SELECT id, status, claim_holder, claim_expires_at FROM bug_reports
@@ -402,20 +408,46 @@ WITH picked AS (
      ORDER BY severity_rank, sla_due_at, created_at, id
      LIMIT 1
        FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE bug_reports AS r
+       SET claim_holder = %(actor)s, claim_token_hash = %(token_hash)s,
+           claim_expires_at = statement_timestamp() + %(lease)s, assignee_id = %(actor)s,
+           status = 'in_progress', updated_at = %(now)s, version = r.version + 1
+      FROM picked
+     WHERE r.id = picked.id
+ RETURNING {report_columns}, picked.status AS previous_status, picked.claim_holder AS previous_holder,
+           picked.claim_expires_at AS previous_expiry
+), events AS (
+    INSERT INTO bug_report_events (report_id, kind, actor, message, data, created_at)
+    SELECT id, kind, actor, message, data, %(now)s FROM (
+        SELECT 1 AS step, id, 'lease_expired' AS kind, 'system' AS actor,
+               'Lease of ' || previous_holder || ' expired at ' || {previous_expiry} || '.'
+                   AS message,
+               jsonb_build_object('holder', previous_holder, 'expired_at', {previous_expiry})
+                   AS data
+          FROM claimed
+         WHERE previous_holder IS NOT NULL AND previous_expiry <= statement_timestamp()
+        UNION ALL
+        SELECT 2, id, 'claimed', %(actor)s, 'Claimed until ' || {expires_at} || '.',
+               jsonb_build_object('from_status', previous_status, 'lease_seconds', %(seconds)s)
+          FROM claimed
+    ) AS written
+     ORDER BY step
 )
-UPDATE bug_reports AS r
-   SET claim_holder = %(actor)s, claim_token_hash = %(token_hash)s,
-       claim_expires_at = statement_timestamp() + %(lease)s, assignee_id = %(actor)s,
-       status = 'in_progress', updated_at = %(updated_at)s, version = r.version + 1
-  FROM picked
- WHERE r.id = picked.id
-RETURNING r.*, statement_timestamp() AS claimed_at, picked.status AS previous_status,
-          picked.claim_holder AS previous_holder, picked.claim_expires_at AS previous_expiry,
-          -- what the API shows beside the row (selectors.report_with_counts), in the same trip
-          COALESCE((SELECT g.occurrences FROM bug_report_dedup g WHERE g.id = r.dedup_group_id), 1)
-              AS group_occurrences,
-          (SELECT COUNT(*) FROM bug_reports d WHERE d.duplicate_of_id = r.id) AS duplicates_total
-"""
+SELECT claimed.*,
+       -- what the API shows beside the row (selectors.report_with_counts), in the same trip
+       COALESCE((SELECT g.occurrences FROM bug_report_dedup g
+                  WHERE g.id = claimed.dedup_group_id), 1) AS group_occurrences,
+       (SELECT COUNT(*) FROM bug_reports d WHERE d.duplicate_of_id = claimed.id)
+           AS duplicates_total
+  FROM claimed
+""".format(
+    where="{where}",
+    report_columns=select_list(BugReport, REPORT_COLUMNS, "r"),
+    # datetime.isoformat() of a UTC time, as the Python-side events spell it.
+    previous_expiry="""to_char(previous_expiry AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
+    expires_at="""to_char(claim_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
+)
 
 
 def _claim_next_postgresql(
@@ -434,7 +466,8 @@ def _claim_next_postgresql(
         "actor": actor,
         "token_hash": hash_token(token),
         "lease": lease,
-        "updated_at": timezone.now(),
+        "seconds": int(lease.total_seconds()),
+        "now": timezone.now(),
     }
     if filters.get("severity"):
         where.append("severity = ANY(%(severity)s)")
@@ -451,24 +484,14 @@ def _claim_next_postgresql(
             "automation_enabled AND (next_attempt_at IS NULL "
             "OR next_attempt_at <= statement_timestamp())"
         )
-    sql = _CLAIM_NEXT_SQL.format(where=" AND ".join(where))
-    report = next(iter(BugReport.objects.raw(sql, params)), None)
-    if report is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_NEXT_SQL.replace("{where}", " AND ".join(where)), params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    previous = BugReport(
-        pk=report.pk,
-        claim_holder=report.previous_holder,
-        claim_expires_at=report.previous_expiry,
-    )
-    _note_expired_lease(previous, report.claimed_at)
+    report = from_row(BugReport, REPORT_COLUMNS, row)
+    report.group_occurrences, report.duplicates_total = row[-2], row[-1]
     mirror_on_commit(report.pk)  # LEGACY_MIRROR_DIR, when set, after the commit
-    event_write(
-        report=report,
-        kind=EventKind.CLAIMED,
-        actor=actor,
-        message=f"Claimed until {report.claim_expires_at.isoformat()}.",
-        data={"from_status": report.previous_status, "lease_seconds": int(lease.total_seconds())},
-    )
     return report, token
 
 
@@ -598,8 +621,6 @@ def leases_sweep() -> int:
 
 def db_now() -> datetime:
     """The database's clock on PostgreSQL (leases must not depend on one host's clock)."""
-    from django.db import connection
-
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT statement_timestamp()")

@@ -344,13 +344,14 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         serializer.is_valid(raise_exception=True)
         filters = dict(serializer.validated_data)
         lease_seconds = filters.pop("lease_seconds", None)
-        with transaction.atomic():
-            claimed = services.report_claim_next(
-                actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
-            )
-            if claimed is None:
-                return Response(status=status.HTTP_204_NO_CONTENT)
-            return self._claim_response(*claimed)
+        # The claimed report comes back with everything the response shows: nothing is read
+        # after the claim commits, so a token cannot be lost to a failed read.
+        claimed = services.report_claim_next(
+            actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
+        )
+        if claimed is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return self._claim_response(*claimed)
 
     @extend_schema(
         summary="Extend a lease",

@@ -246,8 +246,38 @@ def test_claim_next_takes_over_expired_leases(agent_client, other_agent_client):
     report = make_report()
     claim(agent_client, report)
     expire(report)
-    response = other_agent_client.post(f"{URL}/claim-next", {}, format="json")
-    assert response.json()["report"]["id"] == str(report.pk)
+    lapsed_at = BugReport.objects.get(pk=report.pk).claim_expires_at
+    response = other_agent_client.post(f"{URL}/claim-next", {"lease_seconds": 120}, format="json")
+    body = response.json()
+    assert body["report"]["id"] == str(report.pk)
+    assert body["report"]["claim"]["holder"] == "agent-2"
+    assert body["report"]["version"] == 3
+    stored = BugReport.objects.get(pk=report.pk)
+    assert stored.claim_holder == "agent-2" and stored.assignee_id == "agent-2"
+    expired, claimed = stored.events.order_by("created_at", "id")[2:]
+    assert (expired.kind, expired.actor) == ("lease_expired", "system")
+    assert expired.data == {"holder": "agent-1", "expired_at": lapsed_at.isoformat()}
+    assert expired.message == f"Lease of agent-1 expired at {lapsed_at.isoformat()}."
+    assert (claimed.kind, claimed.actor) == ("claimed", "agent-2")
+    assert claimed.data == {"from_status": "in_progress", "lease_seconds": 120}
+    assert claimed.message == f"Claimed until {stored.claim_expires_at.isoformat()}."
+    # The new holder's token works; the old one is refused.
+    heartbeat = f"{URL}/{report.pk}/heartbeat"
+    token = body["claim_token"]
+    assert (
+        other_agent_client.post(heartbeat, {}, format="json", HTTP_X_CLAIM_TOKEN=token).status_code
+        == 200
+    )
+
+
+def test_claim_next_without_expired_lease_writes_only_claimed(agent_client):
+    report = make_report(status="triaged")
+    response = agent_client.post(f"{URL}/claim-next", {}, format="json")
+    assert response.status_code == 200
+    events = BugReport.objects.get(pk=report.pk).events.order_by("created_at", "id")
+    assert [e.kind for e in events][-1] == "claimed"
+    assert "lease_expired" not in [e.kind for e in events]
+    assert events.last().data == {"from_status": "triaged", "lease_seconds": 900}
 
 
 def test_token_never_appears_outside_the_claim_response(agent_client, admin_client):
