@@ -94,6 +94,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Parameters bound by the server, and statements run more than DB_PREPARE_THRESHOLD
+    # times on a connection kept prepared (parsed and planned once): the hot paths run the
+    # same few statements all day. Behind a transaction-pooling PgBouncer older than 1.21,
+    # set DB_PREPARE_THRESHOLD=off.
+    threshold = env.str("DB_PREPARE_THRESHOLD", default="5")
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "server_side_binding": True,
+            "prepare_threshold": None
+            if threshold.lower() in ("off", "none", "")
+            else int(threshold),
+        }
+    )
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://bugtracker")}
 
