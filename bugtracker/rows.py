@@ -45,3 +45,35 @@ def from_row(model, attnames: tuple[str, ...], row):
             value = function(value, column, connection)
         values[index] = value
     return model.from_db(connection.alias, attnames, values)
+
+
+@cache
+def _insert_fields(model) -> tuple:
+    return tuple(f for f in model._meta.local_concrete_fields if not f.generated)
+
+
+def insert_statement(obj, expressions: dict[str, str] | None = None) -> tuple[str, list]:
+    """The INSERT that save(force_insert=True) sends for `obj` (its primary key already set),
+    as (SQL, params): the same pre_save and get_db_prep_save per field as the ORM's.
+    `expressions` give some columns (by attname) as SQL instead of values.
+
+    Columns whose value is None are left out (the tables have no database defaults, so
+    they are NULL all the same): fewer parameters keep psycopg's cache of parsed statements
+    working (it skips statements of more than 50).
+    """
+    expressions = expressions or {}
+    quote = connection.ops.quote_name
+    names, values, params = [], [], []
+    for field in _insert_fields(type(obj)):
+        if field.attname in expressions:
+            names.append(quote(field.column))
+            values.append(expressions[field.attname])
+            continue
+        value = field.get_db_prep_save(field.pre_save(obj, True), connection)
+        if value is not None:
+            names.append(quote(field.column))
+            values.append("%s")
+            params.append(value)
+    table = quote(obj._meta.db_table)
+    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})"
+    return sql, params

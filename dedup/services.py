@@ -6,7 +6,7 @@ then reports. Merges lock source groups before the target group.
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -25,6 +25,7 @@ from reports.models import (
     Status,
 )
 from reports.services import _save, _status_changes, event_write
+from reports.writes import Writes
 from telemetry.models import Release
 
 from .fingerprint import Fingerprint, fingerprint_for
@@ -162,6 +163,76 @@ def _new_group(report: BugReport, fp: Fingerprint, **extra) -> DedupGroup | None
         return None
 
 
+# The common case of a submission, on PostgreSQL: the fingerprint's group is live (active,
+# not merged into another, within the window) and its canonical open. One statement locks
+# the group and its canonical (as _slot() does), counts the occurrence and, through
+# Writes, inserts the report under the group with its `created` and `duplicate_linked`
+# events. Anything else (no group yet, a lapsed or merged group, a resolved or closed
+# canonical) inserts the report ungrouped and takes the general path.
+_COUNT_LIVE_SQL = f"""
+WITH slot AS (
+    SELECT g.id FROM {DedupGroup._meta.db_table} g
+      JOIN {BugReport._meta.db_table} r ON r.id = g.canonical_id
+     WHERE g.fingerprint = %s AND g.active AND g.merged_into_id IS NULL
+       AND g.last_seen >= %s::timestamptz
+       AND r.status NOT IN ({", ".join(f"'{s}'" for s in sorted(DONE_STATUSES))})
+       FOR UPDATE
+)
+UPDATE {DedupGroup._meta.db_table} g
+   SET occurrences = g.occurrences + 1,
+       first_seen = LEAST(g.first_seen, arg.at), last_seen = GREATEST(g.last_seen, arg.at),
+       releases_seen = CASE WHEN g.releases_seen @> arg.release THEN g.releases_seen
+                            ELSE g.releases_seen || arg.release END
+  FROM slot, (SELECT %s::timestamptz AS at, %s::jsonb AS release) AS arg
+ WHERE g.id = slot.id
+RETURNING g.id, g.canonical_id, g.occurrences
+"""
+_LEAD_COLUMNS = ("id", "canonical_id", "occurrences")
+_LINKED_MESSAGE = (
+    "'Duplicate of ' || lead.canonical_id || ' (occurrence ' || lead.occurrences || ').'"
+)
+_LINKED_DATA = (
+    "jsonb_build_object('canonical', lead.canonical_id::text, 'group', lead.id::text, "
+    "'fingerprint', %s::text, 'occurrences', lead.occurrences)"
+)
+
+
+def _join_live_group(
+    report: BugReport, fp: Fingerprint, *, actor: str, writes: Writes
+) -> DedupGroup | None:
+    """Send `writes` (the report's INSERT and `created` event) with the occurrence counted
+    on the live group of `fp`; the group, or None when there is none (the report is then
+    in, ungrouped)."""
+    window = dedup_window(report)
+    since = report.created_at - window if window is not None else datetime.min.replace(tzinfo=UTC)
+    releases = [report.release_sha] if report.release_sha else []  # [] is in every list
+    field = DedupGroup._meta.get_field("releases_seen")
+    params = [fp.hex, since, report.created_at, field.get_db_prep_save(releases, connection)]
+    writes.lead(_COUNT_LIVE_SQL, params)
+    report.fingerprint, report.fingerprint_version = fp.hex, fp.version
+    writes.insert_expressions(
+        report,
+        {
+            "dedup_group_id": "(SELECT id FROM lead)",
+            "duplicate_of_id": "(SELECT canonical_id FROM lead)",
+        },
+    )
+    writes.lead_event(
+        report=report,
+        kind=EventKind.DUPLICATE_LINKED,
+        actor=actor,
+        message_sql=(_LINKED_MESSAGE, []),
+        data_sql=(_LINKED_DATA, [fp.hex]),
+        created_at=report.created_at,
+    )
+    row = writes.execute()
+    if row is None:
+        return None
+    group = from_row(DedupGroup, _LEAD_COLUMNS, row)  # the other columns load on first use
+    report.dedup_group_id, report.duplicate_of_id = group.pk, group.canonical_id
+    return group
+
+
 def _find_or_create(report: BugReport, fp: Fingerprint) -> tuple[DedupGroup, bool]:
     """The live group for `fp` (locked, canonical locked), or a new one with `report` canonical.
 
@@ -264,38 +335,22 @@ def stale_reason(*, group: DedupGroup, canonical: BugReport, release: str | None
     return None
 
 
-def _count_occurrence(group: DedupGroup, report: BugReport, event: tuple | None = None) -> None:
-    """One more occurrence on a locked group; `event` (SQL, params) is written with it.
-
-    On PostgreSQL both go in one round trip (a data-modifying WITH): this is every
-    duplicate submission.
-    """
+def _count_occurrence(group: DedupGroup, report: BugReport, writes: Writes) -> None:
+    """One more occurrence on a locked group, sent with `writes`."""
     group.occurrences += 1
     group.first_seen = min(group.first_seen, report.created_at)
     group.last_seen = max(group.last_seen, report.created_at)
     if report.release_sha and report.release_sha not in group.releases_seen:
         group.releases_seen = [*group.releases_seen, report.release_sha]
-        group.save(update_fields=["occurrences", "first_seen", "last_seen", "releases_seen"])
-        statements = [event] if event else []
-    else:
-        adapt = connection.ops.adapt_datetimefield_value
-        bump = (
-            f"UPDATE {DedupGroup._meta.db_table} SET occurrences = %s, first_seen = %s, "
-            "last_seen = %s WHERE id = %s",
-            [
-                group.occurrences,
-                adapt(group.first_seen),
-                adapt(group.last_seen),
-                _db_uuid(group.pk),
-            ],
-        )
-        if event and connection.vendor == "postgresql":
-            statements = [(f"WITH bump AS ({bump[0]}) {event[0]}", bump[1] + event[1])]
-        else:
-            statements = [bump, event] if event else [bump]
-    with connection.cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
+    fields = [
+        DedupGroup._meta.get_field(name)
+        for name in ("occurrences", "first_seen", "last_seen", "releases_seen", "id")
+    ]
+    writes.add(
+        f"UPDATE {DedupGroup._meta.db_table} SET occurrences = %s, first_seen = %s, "
+        "last_seen = %s, releases_seen = %s WHERE id = %s",
+        [f.get_db_prep_save(getattr(group, f.attname), connection) for f in fields],
+    )
 
 
 def _reopen(canonical: BugReport, *, report: BugReport, actor: str) -> None:
@@ -346,7 +401,7 @@ def _follow_done_canonical(report: BugReport, canonical: BugReport, *, actor: st
 
 @dataclass
 class PendingGrouping:
-    """Grouping decided before a report's INSERT, finished after its `created` event."""
+    """Grouping decided before a report's INSERT, finished with it."""
 
     report: BugReport
     fp: Fingerprint
@@ -354,19 +409,52 @@ class PendingGrouping:
     group: DedupGroup | None = None  # None: the report was created naming its canonical
     created: bool = False
 
-    def finish(self, *, actor: str, reopen: bool = True) -> DedupGroup:
+    def finish(self, *, actor: str, reopen: bool = True, writes: Writes | None = None):
+        """Send `writes` (the report's INSERT and `created` event, on submission) together
+        with the occurrence count and `duplicate_linked` event, then what depends on them."""
         report, fp = self.report, self.fp
-        if fp.inputs.get("kind") == "client":
-            ClientFingerprint.objects.update_or_create(
-                report_id=report.pk, defaults={"parts": list(self.client_parts or [])}
-            )
+        writes = writes or Writes()
         if self.group is None:
-            return _link_given_duplicate(report, fp, actor=actor)
-        if not self.created:
-            _count_occurrence_then_regress(
-                self.group, report=report, actor=actor, reopen=reopen, fp=fp
-            )
-        return self.group
+            writes.execute()
+            group = _link_given_duplicate(report, fp, actor=actor)
+        else:
+            group = self.group
+            regress = None
+            if not self.created:
+                regress = _count_duplicate(group, report=report, actor=actor, fp=fp, writes=writes)
+            writes.execute()
+            if regress is not None and reopen:
+                regress()
+        _keep_client_parts(report, fp, self.client_parts)
+        return group
+
+
+def _keep_client_parts(report: BugReport, fp: Fingerprint, parts: list[str] | None) -> None:
+    if fp.inputs.get("kind") == "client":
+        ClientFingerprint.objects.update_or_create(
+            report_id=report.pk, defaults={"parts": list(parts or [])}
+        )
+
+
+def report_group_new(
+    *, report: BugReport, actor: str, writes: Writes, client_fingerprint: list[str] | None = None
+) -> DedupGroup:
+    """File a report that is being submitted under its group, sending `writes` (its INSERT
+    and `created` event) together with the grouping's own writes.
+
+    On PostgreSQL, joining a live group is one statement (_join_live_group); when there is
+    none the report goes in ungrouped and is then grouped as an inserted report. Elsewhere
+    grouping is settled before the INSERT (report_group_prepare).
+    """
+    if connection.vendor == "postgresql" and report.duplicate_of_id is None:
+        fp = report_fingerprint(report, client_fingerprint)
+        group = _join_live_group(report, fp, actor=actor, writes=writes)
+        if group is None:
+            return report_group(report=report, actor=actor, client_fingerprint=client_fingerprint)
+        _keep_client_parts(report, fp, client_fingerprint)
+        return group
+    pending = report_group_prepare(report=report, client_fingerprint=client_fingerprint)
+    return pending.finish(actor=actor, writes=writes)
 
 
 def report_group_prepare(
@@ -428,8 +516,9 @@ def _link_given_duplicate(report: BugReport, fp: Fingerprint, *, actor: str) -> 
         canonical = _get(canonical.duplicate_of_id)
     group = _locked_groups(canonical.dedup_group_id)[canonical.dedup_group_id]
     _link_new(report, fp=fp, group_id=group.pk, canonical_id=canonical.pk)
-    _count_occurrence(group, report)
-    event_write(
+    writes = Writes()
+    _count_occurrence(group, report, writes)
+    writes.event(
         report=report,
         kind=EventKind.DUPLICATE_LINKED,
         actor=actor,
@@ -437,66 +526,51 @@ def _link_given_duplicate(report: BugReport, fp: Fingerprint, *, actor: str) -> 
         data={"canonical": str(canonical.pk), "group": str(group.pk), "fingerprint": fp.hex},
         created_at=report.created_at,
     )
+    writes.execute()
     return group
 
 
-def _count_occurrence_then_regress(
-    group: DedupGroup, *, report: BugReport, actor: str, reopen: bool, fp: Fingerprint
-) -> None:
+def _duplicate_linked(writes: Writes, group: DedupGroup, *, report, actor, fp, stale=None):
+    """The `duplicate_linked` event of an occurrence already counted on `group`."""
+    data = {
+        "canonical": str(group.canonical_id),
+        "group": str(group.pk),
+        "fingerprint": fp.hex,
+        "occurrences": group.occurrences,
+    }
+    if stale:
+        data["stale"] = stale
+    writes.event(
+        report=report,
+        kind=EventKind.DUPLICATE_LINKED,
+        actor=actor,
+        message=f"Duplicate of {group.canonical_id} (occurrence {group.occurrences}).",
+        data=data,
+        created_at=report.created_at,
+    )
+
+
+def _count_duplicate(
+    group: DedupGroup, *, report: BugReport, actor: str, fp: Fingerprint, writes: Writes
+):
+    """Count `report` on its group with a `duplicate_linked` event, sent with `writes`.
+
+    Returns what must follow once they are written when the canonical is resolved or
+    closed (reopen it, or let a stale occurrence follow it), or None.
+    """
     canonical, stale = None, None
     if group.canonical_status in DONE_STATUSES:
         # The rare case needs the whole canonical; it is already locked by the slot query.
         canonical = _lock_report(group.canonical_id)
         # Decided before this occurrence's release joins releases_seen.
         stale = stale_reason(group=group, canonical=canonical, release=report.release_sha)
-    occurrence = group.occurrences + 1
-    data = {
-        "canonical": str(group.canonical_id),
-        "group": str(group.pk),
-        "fingerprint": fp.hex,
-        "occurrences": occurrence,
-    }
-    if stale:
-        data["stale"] = stale
-    event = _event_sql(
-        report=report,
-        kind=EventKind.DUPLICATE_LINKED,
-        actor=actor,
-        message=f"Duplicate of {group.canonical_id} (occurrence {occurrence}).",
-        data=data,
-        created_at=report.created_at,
-    )
-    _count_occurrence(group, report, event)
-    if canonical is None or not reopen:
-        return
+    _count_occurrence(group, report, writes)
+    _duplicate_linked(writes, group, report=report, actor=actor, fp=fp, stale=stale)
+    if canonical is None:
+        return None
     if stale is None:
-        _reopen(canonical, report=report, actor=actor)
-    else:
-        _follow_done_canonical(report, canonical, actor=actor, reason=stale)
-
-
-_EVENT_COLUMNS = ("report_id", "kind", "actor", "message", "data", "created_at")
-_EVENT_INSERT = (
-    f"INSERT INTO {BugReportEvent._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_EVENT_COLUMNS))})"
-)
-_EVENT_FIELDS = [
-    next(f for f in BugReportEvent._meta.concrete_fields if f.attname == c) for c in _EVENT_COLUMNS
-]
-
-
-def _event_sql(*, report: BugReport, kind: str, actor: str, message: str, data, created_at):
-    """`event_write`'s row as (SQL, params), for the submission hot path: no INSERT to compile."""
-    report_field, data_field, created_field = _EVENT_FIELDS[0], _EVENT_FIELDS[4], _EVENT_FIELDS[5]
-    params = [
-        report_field.get_db_prep_save(report.pk, connection),
-        kind,
-        actor or "",
-        message,
-        data_field.get_db_prep_save(data, connection),
-        created_field.get_db_prep_save(created_at, connection),
-    ]
-    return _EVENT_INSERT, params
+        return lambda: _reopen(canonical, report=report, actor=actor)
+    return lambda: _follow_done_canonical(report, canonical, actor=actor, reason=stale)
 
 
 def group_occurrences_for(report: BugReport) -> int:
@@ -875,7 +949,9 @@ class _Regroup:
             )
             return
         _save(report, {**changes, "duplicate_of_id": new_group.canonical_id})
-        _count_occurrence(new_group, report)
+        writes = Writes()
+        _count_occurrence(new_group, report, writes)
+        writes.execute()
         self.event(
             report,
             EventKind.DUPLICATE_LINKED,

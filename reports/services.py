@@ -26,6 +26,7 @@ from .models import (
     Status,
 )
 from .selectors import report_with_counts
+from .writes import Writes
 
 # Fields an agent may change through report_update; the rest move only through their own service.
 UPDATABLE_FIELDS = (
@@ -155,18 +156,21 @@ def report_create(
     client_fingerprint: list[str] | None = None,
 ) -> BugReport:
     """Insert one report with its `created` event. Dedup and enrichment hook in here."""
-    from dedup.services import report_group_prepare  # dedup imports this module
+    from dedup.services import report_group_new  # dedup imports this module
 
     with transaction.atomic():
         report = report_build(data=data, created_at=created_at)
-        # Grouping is settled before the INSERT so the row is written once, then finished.
-        grouping = report_group_prepare(report=report, client_fingerprint=client_fingerprint)
-        report.save(force_insert=True)
-        mirror_on_commit(report.pk)  # LEGACY_MIRROR_DIR, when set, after the commit
-        event_write(
+        writes = Writes()
+        writes.insert(report)
+        writes.event(
             report=report, kind=EventKind.CREATED, actor=actor, created_at=report.created_at
         )
-        grouping.finish(actor=actor)
+        # Dedup sends these with its own writes: one statement for a duplicate of a live
+        # group on PostgreSQL.
+        report_group_new(
+            report=report, actor=actor, writes=writes, client_fingerprint=client_fingerprint
+        )
+        mirror_on_commit(report.pk)  # LEGACY_MIRROR_DIR, when set, after the commit
         return report
 
 

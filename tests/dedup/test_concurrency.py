@@ -94,3 +94,26 @@ def test_concurrent_regressions_reopen_once_and_count_every_occurrence():
     assert BugReportEvent.objects.filter(report=canonical, kind="regressed").count() == 1
     assert DedupGroup.objects.get(canonical=canonical).occurrences == THREADS + 1
     assert BugReport.objects.filter(duplicate_of=canonical).count() == THREADS
+
+
+def test_concurrent_duplicates_of_a_live_group_each_count_once():
+    data = {"title": "Score failed", "stack_trace": TRACE.format(round="live")}
+    canonical = report_create(actor="t", data=data)
+    releases = ["c" * 40, "d" * 40]
+
+    def submit(i):
+        return report_create(actor=f"t{i}", data={**data, "release_sha": releases[i % 2]})
+
+    results = race(submit)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    group = DedupGroup.objects.get(canonical=canonical)
+    assert group.occurrences == THREADS + 1
+    assert sorted(group.releases_seen) == releases
+    duplicates = BugReport.objects.filter(duplicate_of=canonical)
+    assert {r.dedup_group_id for r in duplicates} == {group.pk}
+    assert duplicates.count() == THREADS
+    linked = BugReportEvent.objects.filter(report__in=duplicates, kind="duplicate_linked")
+    # Each duplicate saw its own occurrence number: 2, 3, … THREADS + 1.
+    assert sorted(e.data["occurrences"] for e in linked) == list(range(2, THREADS + 2))
+    assert {e.data["canonical"] for e in linked} == {str(canonical.pk)}

@@ -70,7 +70,14 @@ def test_the_same_error_becomes_a_duplicate_of_the_first_report():
     assert group.algorithm_version == first.fingerprint_version == 1
     assert kinds(second) == ["created", "duplicate_linked"]
     linked = BugReportEvent.objects.get(report=second, kind="duplicate_linked")
-    assert linked.data["canonical"] == str(first.pk)
+    assert linked.data == {
+        "canonical": str(first.pk),
+        "group": str(group.pk),
+        "fingerprint": first.fingerprint,
+        "occurrences": 2,
+    }
+    assert linked.message == f"Duplicate of {first.pk} (occurrence 2)."
+    assert linked.created_at == second.created_at
     # Grouping is part of the submission: the new report is still at its first version.
     assert refreshed(second).version == 1
     assert kinds(first) == ["created"]

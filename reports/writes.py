@@ -1,0 +1,148 @@
+"""Writes of one change sent together: one round trip on PostgreSQL.
+
+A submission writes the report, its `created` event and, for a duplicate, its group's
+occurrence count and a `duplicate_linked` event. Sent one by one that is four round trips
+(and the ORM compiling each); here they become one statement on PostgreSQL, every write but
+the last a data-modifying WITH, and run one after another elsewhere.
+
+Only for writes that do not read each other's effects: the parts of one PostgreSQL
+statement see the same snapshot and run in no set order. Two exceptions, both by design:
+events go out as one INSERT, so their ids follow the order they were added; and on
+PostgreSQL a `lead` statement may come first, whose RETURNING row the others read (as
+`lead`) and which the whole statement returns. Foreign keys are checked at commit, so an
+event may name the report inserted beside it.
+"""
+
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from bugtracker.rows import insert_statement
+
+from .models import BugReportEvent
+
+_EVENT_COLUMNS = ("report_id", "kind", "actor", "message", "data", "created_at")
+_EVENT_FIELDS = [
+    next(f for f in BugReportEvent._meta.concrete_fields if f.attname == c) for c in _EVENT_COLUMNS
+]
+_EVENT_TABLE = BugReportEvent._meta.db_table
+# How each value is typed where it is not a column value (a SELECT feeding the INSERT).
+_EVENT_CASTS = ("uuid", "text", "text", "text", "jsonb", "timestamptz")
+
+
+class Writes:
+    def __init__(self):
+        self._lead: tuple[str, list] | None = None
+        self._statements: list[tuple[str, list]] = []
+        # (object, column expressions); their SQL is built when sent, from the objects then.
+        self._inserts: list[tuple[object, dict[str, str]]] = []
+        # (value SQL per column, params, from the lead's row?) per event.
+        self._events: list[tuple[list[str], list, bool]] = []
+
+    def insert(self, obj) -> None:
+        """INSERT `obj` as save(force_insert=True) would, with its values as they are when
+        the writes are sent."""
+        self._inserts.append((obj, {}))
+
+    def insert_expressions(self, obj, expressions: dict[str, str]) -> None:
+        """Give some columns (by attname) of `obj`'s queued INSERT as SQL instead of values,
+        e.g. read from the lead's row."""
+        next(e for o, e in self._inserts if o is obj).update(expressions)
+
+    def add(self, sql: str, params: list) -> None:
+        self._statements.append((sql, params))
+
+    def lead(self, sql: str, params: list) -> None:
+        """PostgreSQL only: a statement with RETURNING that runs as `WITH lead AS (…)`;
+        execute() returns its first row (None when it returned none)."""
+        self._lead = (sql, params)
+
+    def event(
+        self,
+        *,
+        report,
+        kind: str,
+        actor: str = "",
+        message: str = "",
+        data: dict | None = None,
+        created_at: datetime | None = None,
+    ) -> None:
+        """An event row, as event_write() would write it."""
+        created_at = created_at or timezone.now()
+        values = [report.pk, kind, actor or "", message or "", data or {}, created_at]
+        pairs = zip(_EVENT_FIELDS, values, strict=True)
+        params = [f.get_db_prep_save(v, connection) for f, v in pairs]
+        self._events.append((["%s"] * len(_EVENT_COLUMNS), params, False))
+
+    def lead_event(self, *, report, kind: str, actor: str, message_sql, data_sql, created_at):
+        """An event row written only when the lead returned a row; `message_sql` and
+        `data_sql` are (SQL, params) that may read the lead's columns as `lead.<name>`."""
+        values = [
+            "%s::uuid",
+            "%s::text",
+            "%s::text",
+            message_sql[0],
+            data_sql[0],
+            "%s::timestamptz",
+        ]
+        report_field, *_, created_field = _EVENT_FIELDS
+        params = [
+            report_field.get_db_prep_save(report.pk, connection),
+            kind,
+            actor or "",
+            *message_sql[1],
+            *data_sql[1],
+            created_field.get_db_prep_save(created_at, connection),
+        ]
+        self._events.append((values, params, True))
+
+    def _events_statement(self) -> tuple[str, list]:
+        columns = ", ".join(_EVENT_COLUMNS)
+        params = [p for _, ps, _ in self._events for p in ps]
+        if self._lead is None:
+            rows = ", ".join("(" + ", ".join(values) + ")" for values, _, _ in self._events)
+            return f"INSERT INTO {_EVENT_TABLE} ({columns}) VALUES {rows}", params
+        # Some rows depend on the lead: a SELECT per row, in order of their position.
+        selects = []
+        for step, (values, _, from_lead) in enumerate(self._events):
+            source = " FROM lead" if from_lead else ""
+            typed = [
+                v if v != "%s" else f"%s::{cast}"
+                for v, cast in zip(values, _EVENT_CASTS, strict=True)
+            ]
+            names = ", ".join(f"{v} AS {c}" for v, c in zip(typed, _EVENT_COLUMNS, strict=True))
+            selects.append(f"SELECT {step} AS step, {names}{source}")
+        union = " UNION ALL ".join(selects)
+        sql = f"INSERT INTO {_EVENT_TABLE} ({columns}) SELECT {columns} FROM ({union}) AS e ORDER BY step"
+        return sql, params
+
+    def execute(self):
+        """Send everything; returns the lead's row (or None) when there is a lead."""
+        statements = [insert_statement(obj, exprs) for obj, exprs in self._inserts]
+        statements += self._statements
+        if self._events:
+            statements.append(self._events_statement())
+        lead, self._lead = self._lead, None
+        self._statements, self._events = [], []
+        row = None
+        with connection.cursor() as cursor:
+            if lead is not None:
+                parts = [f"lead AS ({lead[0]})"]
+                parts += [f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements)]
+                params = list(lead[1]) + [p for _, ps in statements for p in ps]
+                cursor.execute(f"WITH {', '.join(parts)} SELECT * FROM lead", params)
+                row = cursor.fetchone()
+            elif connection.vendor == "postgresql" and len(statements) > 1:
+                *first, (last_sql, last_params) = statements
+                parts = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first))
+                params = [p for _, ps in first for p in ps] + list(last_params)
+                cursor.execute(f"WITH {parts} {last_sql}", params)
+            else:
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+        for obj, _ in self._inserts:
+            obj._state.adding = False
+            obj._state.db = connection.alias
+        self._inserts = []
+        return row
