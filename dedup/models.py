@@ -11,8 +11,14 @@ class DedupGroup(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     fingerprint = models.CharField(max_length=64)
     algorithm_version = models.PositiveSmallIntegerField(default=1)
+    # Every occurrence updates its group's row, and each index on the table is a write more
+    # (occurrences and last_seen are indexed, so those updates are never HOT): no index twice,
+    # and the rarely set links are indexed only where set.
     canonical = models.ForeignKey(
-        "reports.BugReport", on_delete=models.CASCADE, related_name="canonical_groups"
+        "reports.BugReport",
+        on_delete=models.CASCADE,
+        related_name="canonical_groups",
+        db_index=False,  # dedup_canonical_idx
     )
     occurrences = models.PositiveIntegerField(default=1)
     first_seen = models.DateTimeField(default=timezone.now)
@@ -24,11 +30,21 @@ class DedupGroup(models.Model):
     # A group merged by hand keeps its fingerprint and sends its occurrences here
     # (always a group that is not itself merged: no chains).
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_groups"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="merged_groups",
+        db_index=False,  # dedup_merged_into_idx
     )
     # Set on the group a split made: it owns its fingerprint from then on.
     split_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="split_groups"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="split_groups",
+        db_index=False,  # dedup_split_from_idx
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -47,6 +63,16 @@ class DedupGroup(models.Model):
             models.Index(fields=["canonical"], name="dedup_canonical_idx"),
             models.Index(fields=["occurrences", "last_seen", "id"], name="dedup_occurrences_idx"),
             models.Index(fields=["last_seen", "id"], name="dedup_last_seen_idx"),
+            models.Index(
+                fields=["merged_into"],
+                condition=Q(merged_into__isnull=False),
+                name="dedup_merged_into_idx",
+            ),
+            models.Index(
+                fields=["split_from"],
+                condition=Q(split_from__isnull=False),
+                name="dedup_split_from_idx",
+            ),
         ]
 
     def __str__(self):
