@@ -168,6 +168,10 @@ def service_rates(*, reports: int, rounds: int) -> tuple[float, float]:
             for grouped in (True, False) if index % 2 == 0 else (False, True):
                 chunk = (grouped_data if grouped else plain_data)[start : start + CHUNK]
                 seconds[grouped] += submit_seconds(chunk, grouped=grouped)
+        print(
+            f"round {round_}: grouped {reports / seconds[True]:.0f}/s, ungrouped {reports / seconds[False]:.0f}/s, {seconds[False] / seconds[True]:.2f}x",
+            file=sys.stderr,
+        )
         best_grouped = max(best_grouped, reports / seconds[True])
         best_plain = max(best_plain, reports / seconds[False])
     clean()

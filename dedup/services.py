@@ -187,7 +187,6 @@ UPDATE {DedupGroup._meta.db_table} g
  WHERE g.id = slot.id
 RETURNING g.id, g.canonical_id, g.occurrences
 """
-_LEAD_COLUMNS = ("id", "canonical_id", "occurrences")
 _LINKED_MESSAGE = (
     "'Duplicate of ' || lead.canonical_id || ' (occurrence ' || lead.occurrences || ').'"
 )
@@ -197,12 +196,9 @@ _LINKED_DATA = (
 )
 
 
-def _join_live_group(
-    report: BugReport, fp: Fingerprint, *, actor: str, writes: Writes
-) -> DedupGroup | None:
+def _join_live_group(report: BugReport, fp: Fingerprint, *, actor: str, writes: Writes) -> bool:
     """Send `writes` (the report's INSERT and `created` event) with the occurrence counted
-    on the live group of `fp`; the group, or None when there is none (the report is then
-    in, ungrouped)."""
+    on the live group of `fp`; False when there is none (the report is then in, ungrouped)."""
     window = dedup_window(report)
     since = report.created_at - window if window is not None else datetime.min.replace(tzinfo=UTC)
     releases = [report.release_sha] if report.release_sha else []  # [] is in every list
@@ -227,10 +223,9 @@ def _join_live_group(
     )
     row = writes.execute()
     if row is None:
-        return None
-    group = from_row(DedupGroup, _LEAD_COLUMNS, row)  # the other columns load on first use
-    report.dedup_group_id, report.duplicate_of_id = group.pk, group.canonical_id
-    return group
+        return False
+    report.dedup_group_id, report.duplicate_of_id = row[0], row[1]
+    return True
 
 
 def _find_or_create(report: BugReport, fp: Fingerprint) -> tuple[DedupGroup, bool]:
@@ -438,7 +433,7 @@ def _keep_client_parts(report: BugReport, fp: Fingerprint, parts: list[str] | No
 
 def report_group_new(
     *, report: BugReport, actor: str, writes: Writes, client_fingerprint: list[str] | None = None
-) -> DedupGroup:
+) -> None:
     """File a report that is being submitted under its group, sending `writes` (its INSERT
     and `created` event) together with the grouping's own writes.
 
@@ -448,13 +443,13 @@ def report_group_new(
     """
     if connection.vendor == "postgresql" and report.duplicate_of_id is None:
         fp = report_fingerprint(report, client_fingerprint)
-        group = _join_live_group(report, fp, actor=actor, writes=writes)
-        if group is None:
-            return report_group(report=report, actor=actor, client_fingerprint=client_fingerprint)
-        _keep_client_parts(report, fp, client_fingerprint)
-        return group
+        if _join_live_group(report, fp, actor=actor, writes=writes):
+            _keep_client_parts(report, fp, client_fingerprint)
+        else:
+            report_group(report=report, actor=actor, client_fingerprint=client_fingerprint)
+        return
     pending = report_group_prepare(report=report, client_fingerprint=client_fingerprint)
-    return pending.finish(actor=actor, writes=writes)
+    pending.finish(actor=actor, writes=writes)
 
 
 def report_group_prepare(
