@@ -97,10 +97,10 @@ class Writes:
         ]
         self._events.append((values, params, True))
 
-    def _events_statement(self) -> tuple[str, list]:
+    def _events_statement(self, *, with_lead: bool) -> tuple[str, list]:
         columns = ", ".join(_EVENT_COLUMNS)
         params = [p for _, ps, _ in self._events for p in ps]
-        if self._lead is None:
+        if not with_lead:
             rows = ", ".join("(" + ", ".join(values) + ")" for values, _, _ in self._events)
             return f"INSERT INTO {_EVENT_TABLE} ({columns}) VALUES {rows}", params
         # Some rows depend on the lead: a SELECT per row, in order of their position.
@@ -119,12 +119,12 @@ class Writes:
 
     def execute(self):
         """Send everything; returns the lead's row (or None) when there is a lead."""
+        lead = self._lead
         statements = [insert_statement(obj, exprs) for obj, exprs in self._inserts]
         statements += self._statements
         if self._events:
-            statements.append(self._events_statement())
-        lead, self._lead = self._lead, None
-        self._statements, self._events = [], []
+            statements.append(self._events_statement(with_lead=lead is not None))
+        self._lead, self._statements, self._events = None, [], []
         row = None
         with connection.cursor() as cursor:
             if lead is not None:
