@@ -1,9 +1,11 @@
 import hmac
 
+from django.db import connection
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from .models import ApiKey
+from .rows import columns, from_row, select_list
 from .services import hash_api_key
 
 
@@ -32,16 +34,29 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
         digest = hash_api_key(raw)
-        try:  # key_hash is unique: one indexed lookup, no ORDER BY
-            key = ApiKey.objects.get(key_hash=digest, revoked_at__isnull=True)
-        except ApiKey.DoesNotExist:
-            key = None
+        key = _live_key(digest)
         if key is None or not hmac.compare_digest(key.key_hash, digest):
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return key, key
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+_KEY_COLUMNS = columns(ApiKey)
+
+
+def _live_key(digest: str) -> ApiKey | None:
+    """The unrevoked key with this digest. Every request runs this: plain SQL on the unique
+    index, as the ORM's get() spent more time compiling the query than running it."""
+    sql = (
+        f"SELECT {select_list(ApiKey, _KEY_COLUMNS, 'k')} FROM {ApiKey._meta.db_table} k "
+        "WHERE k.key_hash = %s AND k.revoked_at IS NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [digest])
+        row = cursor.fetchone()
+    return None if row is None else from_row(ApiKey, _KEY_COLUMNS, row)
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
