@@ -52,10 +52,19 @@ def _insert_fields(model) -> tuple:
     return tuple(f for f in model._meta.local_concrete_fields if not f.generated)
 
 
-def insert_statement(obj, expressions: dict[str, str] | None = None) -> tuple[str, list]:
+@cache
+def _column_types(model, vendor: str) -> dict:
+    quote = connection.ops.quote_name
+    return {quote(f.column): f.db_type(connection) for f in _insert_fields(model)}
+
+
+def insert_statement(
+    obj, expressions: dict[str, str] | None = None, *, gated: bool = False
+) -> tuple[str, list]:
     """The INSERT that save(force_insert=True) sends for `obj` (its primary key already set),
     as (SQL, params): the same pre_save and get_db_prep_save per field as the ORM's.
-    `expressions` give some columns (by attname) as SQL instead of values.
+    `expressions` give some columns (by attname) as SQL instead of values; `gated` makes it
+    an INSERT … SELECT … FROM lead (a row only when the `lead` relation has one).
 
     Columns whose value is None are left out (the tables have no database defaults, so
     they are NULL all the same): fewer parameters keep psycopg's cache of parsed statements
@@ -75,5 +84,11 @@ def insert_statement(obj, expressions: dict[str, str] | None = None) -> tuple[st
             values.append("%s")
             params.append(value)
     table = quote(obj._meta.db_table)
-    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})"
+    if gated:
+        # Typed like the columns: a parameter in a SELECT list is not typed by its target.
+        types = _column_types(type(obj), connection.vendor)
+        typed = [f"{v}::{types[n]}" if v == "%s" else v for n, v in zip(names, values, strict=True)]
+        sql = f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(typed)} FROM lead"
+    else:
+        sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})"
     return sql, params

@@ -168,7 +168,7 @@ def _new_group(report: BugReport, fp: Fingerprint, **extra) -> DedupGroup | None
 # the group and its canonical (as _slot() does), counts the occurrence and, through
 # Writes, inserts the report under the group with its `created` and `duplicate_linked`
 # events. Anything else (no group yet, a lapsed or merged group, a resolved or closed
-# canonical) inserts the report ungrouped and takes the general path.
+# canonical) writes nothing and takes the general path.
 _COUNT_LIVE_SQL = f"""
 WITH slot AS (
     SELECT g.id FROM {DedupGroup._meta.db_table} g
@@ -198,21 +198,15 @@ _LINKED_DATA = (
 
 def _join_live_group(report: BugReport, fp: Fingerprint, *, actor: str, writes: Writes) -> bool:
     """Send `writes` (the report's INSERT and `created` event) with the occurrence counted
-    on the live group of `fp`; False when there is none (the report is then in, ungrouped)."""
+    on the live group of `fp`; False when there is none (nothing was written)."""
     window = dedup_window(report)
     since = report.created_at - window if window is not None else datetime.min.replace(tzinfo=UTC)
     releases = [report.release_sha] if report.release_sha else []  # [] is in every list
     field = DedupGroup._meta.get_field("releases_seen")
     params = [fp.hex, since, report.created_at, field.get_db_prep_save(releases, connection)]
-    writes.lead(_COUNT_LIVE_SQL, params)
+    from_lead = {"dedup_group_id": "lead.id", "duplicate_of_id": "lead.canonical_id"}
+    writes.lead(_COUNT_LIVE_SQL, params, expressions={report: from_lead})
     report.fingerprint, report.fingerprint_version = fp.hex, fp.version
-    writes.insert_expressions(
-        report,
-        {
-            "dedup_group_id": "(SELECT id FROM lead)",
-            "duplicate_of_id": "(SELECT canonical_id FROM lead)",
-        },
-    )
     writes.lead_event(
         report=report,
         kind=EventKind.DUPLICATE_LINKED,
@@ -437,17 +431,16 @@ def report_group_new(
     """File a report that is being submitted under its group, sending `writes` (its INSERT
     and `created` event) together with the grouping's own writes.
 
-    On PostgreSQL, joining a live group is one statement (_join_live_group); when there is
-    none the report goes in ungrouped and is then grouped as an inserted report. Elsewhere
-    grouping is settled before the INSERT (report_group_prepare).
+    On PostgreSQL, joining a live group is one statement (_join_live_group). Otherwise (no
+    live group, or not PostgreSQL) the group is settled first (report_group_prepare) and the
+    writes go with the grouping's own.
     """
     if connection.vendor == "postgresql" and report.duplicate_of_id is None:
         fp = report_fingerprint(report, client_fingerprint)
         if _join_live_group(report, fp, actor=actor, writes=writes):
             _keep_client_parts(report, fp, client_fingerprint)
-        else:
-            report_group(report=report, actor=actor, client_fingerprint=client_fingerprint)
-        return
+            return
+        # Nothing was written: settle the group first, as elsewhere.
     pending = report_group_prepare(report=report, client_fingerprint=client_fingerprint)
     pending.finish(actor=actor, writes=writes)
 

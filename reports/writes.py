@@ -6,11 +6,14 @@ occurrence count and a `duplicate_linked` event. Sent one by one that is four ro
 the last a data-modifying WITH, and run one after another elsewhere.
 
 Only for writes that do not read each other's effects: the parts of one PostgreSQL
-statement see the same snapshot and run in no set order. Two exceptions, both by design:
-events go out as one INSERT, so their ids follow the order they were added; and on
-PostgreSQL a `lead` statement may come first, whose RETURNING row the others read (as
-`lead`) and which the whole statement returns. Foreign keys are checked at commit, so an
-event may name the report inserted beside it.
+statement see the same snapshot and run in no set order. Events are the exception: they go
+out as one INSERT, so their ids follow the order they were added. Foreign keys are checked
+at commit, so an event may name the report inserted beside it.
+
+On PostgreSQL a `lead` may gate the writes: a statement with RETURNING that runs first
+(`WITH lead AS (…)`); the inserts and events are written only when it returns a row, and
+may read that row (`lead.<column>`). When it returns none, nothing is written and the
+writes stay queued, without the lead and what read it, to be sent another way.
 """
 
 from datetime import datetime
@@ -33,30 +36,31 @@ _EVENT_CASTS = ("uuid", "text", "text", "text", "jsonb", "timestamptz")
 
 class Writes:
     def __init__(self):
-        self._lead: tuple[str, list] | None = None
         self._statements: list[tuple[str, list]] = []
         # (object, column expressions); their SQL is built when sent, from the objects then.
         self._inserts: list[tuple[object, dict[str, str]]] = []
-        # (value SQL per column, params, from the lead's row?) per event.
+        # (value SQL per column, params, reads the lead?) per event.
         self._events: list[tuple[list[str], list, bool]] = []
+        self._lead: tuple[str, list] | None = None
 
     def insert(self, obj) -> None:
         """INSERT `obj` as save(force_insert=True) would, with its values as they are when
         the writes are sent."""
         self._inserts.append((obj, {}))
 
-    def insert_expressions(self, obj, expressions: dict[str, str]) -> None:
-        """Give some columns (by attname) of `obj`'s queued INSERT as SQL instead of values,
-        e.g. read from the lead's row."""
-        next(e for o, e in self._inserts if o is obj).update(expressions)
-
     def add(self, sql: str, params: list) -> None:
         self._statements.append((sql, params))
 
-    def lead(self, sql: str, params: list) -> None:
-        """PostgreSQL only: a statement with RETURNING that runs as `WITH lead AS (…)`;
-        execute() returns its first row (None when it returned none)."""
+    def lead(self, sql: str, params: list, *, expressions: dict | None = None) -> None:
+        """PostgreSQL only: gate the inserts and events on `sql` returning a row (see the
+        module's docstring). `expressions` maps an inserted object to columns (by attname)
+        given as SQL over the lead's row instead of the object's values."""
+        if self._statements:
+            raise ValueError("Statements added with add() cannot be gated by a lead.")
         self._lead = (sql, params)
+        for obj, own in self._inserts:
+            own.clear()
+            own.update((expressions or {}).get(obj, {}))
 
     def event(
         self,
@@ -76,8 +80,8 @@ class Writes:
         self._events.append((["%s"] * len(_EVENT_COLUMNS), params, False))
 
     def lead_event(self, *, report, kind: str, actor: str, message_sql, data_sql, created_at):
-        """An event row written only when the lead returned a row; `message_sql` and
-        `data_sql` are (SQL, params) that may read the lead's columns as `lead.<name>`."""
+        """An event row whose `message_sql` and `data_sql` ((SQL, params) each) read the
+        lead's row; dropped when the lead returns none."""
         values = [
             "%s::uuid",
             "%s::text",
@@ -97,37 +101,37 @@ class Writes:
         ]
         self._events.append((values, params, True))
 
-    def _events_statement(self, *, with_lead: bool) -> tuple[str, list]:
+    def _events_statement(self, *, gated: bool) -> tuple[str, list]:
         columns = ", ".join(_EVENT_COLUMNS)
         params = [p for _, ps, _ in self._events for p in ps]
-        if not with_lead:
+        if not gated:
             rows = ", ".join("(" + ", ".join(values) + ")" for values, _, _ in self._events)
             return f"INSERT INTO {_EVENT_TABLE} ({columns}) VALUES {rows}", params
-        # Some rows depend on the lead: a SELECT per row, in order of their position.
+        # A SELECT from the lead per row, in the order the rows were added.
         selects = []
-        for step, (values, _, from_lead) in enumerate(self._events):
-            source = " FROM lead" if from_lead else ""
+        for step, (values, _, _) in enumerate(self._events):
             typed = [
                 v if v != "%s" else f"%s::{cast}"
                 for v, cast in zip(values, _EVENT_CASTS, strict=True)
             ]
             names = ", ".join(f"{v} AS {c}" for v, c in zip(typed, _EVENT_COLUMNS, strict=True))
-            selects.append(f"SELECT {step} AS step, {names}{source}")
+            selects.append(f"SELECT {step} AS step, {names} FROM lead")
         union = " UNION ALL ".join(selects)
         sql = f"INSERT INTO {_EVENT_TABLE} ({columns}) SELECT {columns} FROM ({union}) AS e ORDER BY step"
         return sql, params
 
     def execute(self):
-        """Send everything; returns the lead's row (or None) when there is a lead."""
+        """Send everything. With a lead: its row, or None when it returned none (and then
+        nothing was written and the writes stay queued, without the lead)."""
         lead = self._lead
-        statements = [insert_statement(obj, exprs) for obj, exprs in self._inserts]
+        gated = lead is not None
+        statements = [insert_statement(obj, own, gated=gated) for obj, own in self._inserts]
         statements += self._statements
         if self._events:
-            statements.append(self._events_statement(with_lead=lead is not None))
-        self._lead, self._statements, self._events = None, [], []
+            statements.append(self._events_statement(gated=gated))
         row = None
         with connection.cursor() as cursor:
-            if lead is not None:
+            if gated:
                 parts = [f"lead AS ({lead[0]})"]
                 parts += [f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements)]
                 params = list(lead[1]) + [p for _, ps in statements for p in ps]
@@ -141,8 +145,14 @@ class Writes:
             else:
                 for sql, params in statements:
                     cursor.execute(sql, params)
+        self._lead = None
+        if gated and row is None:
+            for _, own in self._inserts:
+                own.clear()
+            self._events = [event for event in self._events if not event[2]]
+            return None
         for obj, _ in self._inserts:
             obj._state.adding = False
             obj._state.db = connection.alias
-        self._inserts = []
+        self._statements, self._inserts, self._events = [], [], []
         return row

@@ -94,3 +94,44 @@ def test_events_keep_the_order_they_were_added_in():
 
     notes = BugReportEvent.objects.filter(report=report, kind="note").order_by("id")
     assert [(e.message, e.data) for e in notes] == [(f"n{n}", {"n": n}) for n in range(3)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("matched", [True, False])
+def test_a_lead_gates_the_writes_and_feeds_them(matched):
+    canonical = make_report()
+    report = BugReport(id=uuid.uuid4(), **every_field(status="new", legacy_id=None))
+    writes = Writes()
+    writes.insert(report)
+    writes.event(report=report, kind="created", actor="t")
+    # A lead that returns the canonical's id, or nothing.
+    lead = "SELECT id FROM bug_reports WHERE id = %s AND %s"
+    writes.lead(lead, [canonical.pk, matched], expressions={report: {"duplicate_of_id": "lead.id"}})
+    writes.lead_event(
+        report=report,
+        kind="duplicate_linked",
+        actor="t",
+        message_sql=("'of ' || lead.id", []),
+        data_sql=("jsonb_build_object('n', %s::int)", [7]),
+        created_at=report.created_at,
+    )
+
+    row = writes.execute()
+
+    if matched:
+        assert row == (canonical.pk,)
+        assert BugReport.objects.get(pk=report.pk).duplicate_of_id == canonical.pk
+        events = list(BugReportEvent.objects.filter(report_id=report.pk).order_by("id"))
+        assert [(e.kind, e.message, e.data) for e in events] == [
+            ("created", "", {}),
+            ("duplicate_linked", f"of {canonical.pk}", {"n": 7}),
+        ]
+        return
+    assert row is None
+    assert not BugReport.objects.filter(pk=report.pk).exists()
+    assert not BugReportEvent.objects.filter(report_id=report.pk).exists()
+    # Still queued, without the lead and what read it: sent as plain writes.
+    writes.execute()
+    assert BugReport.objects.get(pk=report.pk).duplicate_of_id is None
+    kinds = BugReportEvent.objects.filter(report_id=report.pk).values_list("kind", flat=True)
+    assert list(kinds) == ["created"]
