@@ -8,6 +8,9 @@ Everything comes from the environment, like the Django settings:
   which keeps connections alive between an agent's requests
 - GUNICORN_TIMEOUT (default 30 s), GUNICORN_KEEPALIVE (default 5 s),
   GUNICORN_MAX_REQUESTS (default 0: never recycle workers)
+- GUNICORN_LIMIT_REQUEST_LINE (default 8190, gunicorn's largest; 0 for none): longer request
+  lines get gunicorn's own 414 page; up to it, the app answers an over-long URL with its
+  documented 414 problem (bugtracker/http.py)
 - GUNICORN_ACCESS_LOG: `-` for an access log on stdout (default off: the app logs each
   request's id itself and an access line per request costs throughput)
 
@@ -36,6 +39,7 @@ timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
+limit_request_line = _int("GUNICORN_LIMIT_REQUEST_LINE", 8190)
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"

@@ -32,6 +32,7 @@ DESCRIPTIONS = {
     409: "Conflict with the report's state (lifecycle, claim or lease).",
     412: "If-Match names a stale version.",
     413: "Body over 1 MiB.",
+    414: "URL (path and query string) over 4,096 characters.",
     415: "Body is not JSON.",
     422: "Idempotency-Key reused with another body.",
     429: "Throttled; see Retry-After.",
@@ -68,7 +69,7 @@ class RoleAwareAutoSchema(AutoSchema):
 
 def problems(*codes: int) -> dict:
     """Problem responses for `codes`, plus the ones any call can return."""
-    every_call = (429, 503)
+    every_call = (414, 429, 503)
     return {
         code: OpenApiResponse(PROBLEM, description=DESCRIPTIONS.get(code, "Problem."))
         for code in sorted(set(codes) | set(every_call))
@@ -132,8 +133,8 @@ def _operations(result):
 def _complete_problem_responses(path: str, operation: dict) -> None:
     """What any such operation can answer, whether or not its view listed it: a JSON body can
     be invalid (400), too large (413) or not JSON (415); a key can be missing (401) or of the
-    wrong role (403); an `{id}` can name nothing (404)."""
-    codes = set()
+    wrong role (403); an `{id}` can name nothing (404); a URL can be too long (414)."""
+    codes = {414}
     if "requestBody" in operation:
         codes |= {400, 413, 415}
     if {} not in operation.get("security", [{}]):

@@ -57,6 +57,7 @@ MIDDLEWARE = [
     # Before WhiteNoise too, so every response (static assets included) echoes X-Request-ID
     # and is logged; it does no I/O, so serving static files stays cheap.
     "telemetry.middleware.RequestContextMiddleware",
+    "bugtracker.http.UrlLengthMiddleware",
     # Static files (the docs page's assets) straight from gunicorn, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",

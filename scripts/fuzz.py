@@ -58,6 +58,9 @@ def server_environment(workdir: Path, port: int) -> dict[str, str]:
         HOST="127.0.0.1",
         PORT=str(port),
         WEB_CONCURRENCY=env.get("FUZZ_SERVER_WORKERS", "2"),
+        # No request-line limit in gunicorn: every URL the fuzzer makes reaches the app,
+        # whose own limit (a documented 414 problem) is what is being checked.
+        GUNICORN_LIMIT_REQUEST_LINE="0",
         GUNICORN_THREADS="4",
         BUGTRACKER_WORKER="0",
         LOG_LEVEL=env.get("FUZZ_LOG_LEVEL", "WARNING"),

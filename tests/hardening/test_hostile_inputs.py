@@ -389,3 +389,17 @@ def nested(depth: int):
     for _ in range(depth):
         value = {"a": value}
     return value
+
+
+def test_an_over_long_url_is_a_414_problem_and_one_at_the_limit_is_read(agent_client):
+    from bugtracker.http import MAX_URL_LENGTH
+
+    room = MAX_URL_LENGTH - len(URL) - len("q=")
+    at_limit = agent_client.get(f"{URL}?q={'a' * room}")
+    assert at_limit.status_code == 200
+
+    too_long = agent_client.get(f"{URL}?q={'a' * (room + 1)}")
+    assert too_long.status_code == 414
+    assert too_long["Content-Type"] == "application/problem+json"
+    assert too_long.json()["status"] == 414
+    assert str(MAX_URL_LENGTH) in too_long.json()["detail"]

@@ -41,6 +41,7 @@ def test_every_problem_is_problem_json_and_throttles_say_when_to_retry(schema):
             assert {"400", "413", "415"} <= set(responses), (method, path)
         if "x-roles" in operation and "anonymous" not in operation["x-roles"]:
             assert {"401", "403", "429", "503"} <= set(responses), (method, path)
+        assert "414" in responses, (method, path)
         if "{id}" in path:
             assert "404" in responses, (method, path)
             (parameter,) = [p for p in operation["parameters"] if p["name"] == "id"]
