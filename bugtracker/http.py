@@ -1,6 +1,7 @@
 """HTTP conventions shared by every view: ETag / If-Match on the row version, URL length."""
 
 from .domain import InvalidInput
+from .errors import problem_response
 
 # Longer URLs (path and query string) are refused with a 414 problem before any view runs.
 # gunicorn's own limit on the request line sits above it (gunicorn.conf.py), so the answer
@@ -32,8 +33,6 @@ class UrlLengthMiddleware:
     def __call__(self, request):
         length = len(request.path) + len(request.META.get("QUERY_STRING", ""))
         if length > MAX_URL_LENGTH:
-            from .errors import problem_response
-
             return problem_response(
                 414, f"The URL is {length} characters long; at most {MAX_URL_LENGTH} are read."
             )

@@ -408,12 +408,17 @@ class PendingGrouping:
             group = _link_given_duplicate(report, fp, actor=actor)
         else:
             group = self.group
-            regress = None
+            canonical, stale = None, None
             if not self.created:
-                regress = _count_duplicate(group, report=report, actor=actor, fp=fp, writes=writes)
+                canonical, stale = _count_duplicate(
+                    group, report=report, actor=actor, fp=fp, writes=writes
+                )
             writes.execute()
-            if regress is not None and reopen:
-                regress()
+            if canonical is not None and reopen:
+                if stale is None:
+                    _reopen(canonical, report=report, actor=actor)
+                else:
+                    _follow_done_canonical(report, canonical, actor=actor, reason=stale)
         _keep_client_parts(report, fp, self.client_parts)
         return group
 
@@ -518,8 +523,21 @@ def _link_given_duplicate(report: BugReport, fp: Fingerprint, *, actor: str) -> 
     return group
 
 
-def _duplicate_linked(writes: Writes, group: DedupGroup, *, report, actor, fp, stale=None):
-    """The `duplicate_linked` event of an occurrence already counted on `group`."""
+def _count_duplicate(
+    group: DedupGroup, *, report: BugReport, actor: str, fp: Fingerprint, writes: Writes
+) -> tuple[BugReport | None, str | None]:
+    """Count `report` on its locked group, with its `duplicate_linked` event, in `writes`.
+
+    Returns the canonical when it is resolved or closed (None otherwise), and why this
+    occurrence is stale (None: it is a regression): what follows once the writes are in.
+    """
+    canonical, stale = None, None
+    if group.canonical_status in DONE_STATUSES:
+        # The rare case needs the whole canonical; it is already locked by the slot query.
+        canonical = _lock_report(group.canonical_id)
+        # Decided before this occurrence's release joins releases_seen.
+        stale = stale_reason(group=group, canonical=canonical, release=report.release_sha)
+    _count_occurrence(group, report, writes)
     data = {
         "canonical": str(group.canonical_id),
         "group": str(group.pk),
@@ -536,29 +554,7 @@ def _duplicate_linked(writes: Writes, group: DedupGroup, *, report, actor, fp, s
         data=data,
         created_at=report.created_at,
     )
-
-
-def _count_duplicate(
-    group: DedupGroup, *, report: BugReport, actor: str, fp: Fingerprint, writes: Writes
-):
-    """Count `report` on its group with a `duplicate_linked` event, sent with `writes`.
-
-    Returns what must follow once they are written when the canonical is resolved or
-    closed (reopen it, or let a stale occurrence follow it), or None.
-    """
-    canonical, stale = None, None
-    if group.canonical_status in DONE_STATUSES:
-        # The rare case needs the whole canonical; it is already locked by the slot query.
-        canonical = _lock_report(group.canonical_id)
-        # Decided before this occurrence's release joins releases_seen.
-        stale = stale_reason(group=group, canonical=canonical, release=report.release_sha)
-    _count_occurrence(group, report, writes)
-    _duplicate_linked(writes, group, report=report, actor=actor, fp=fp, stale=stale)
-    if canonical is None:
-        return None
-    if stale is None:
-        return lambda: _reopen(canonical, report=report, actor=actor)
-    return lambda: _follow_done_canonical(report, canonical, actor=actor, reason=stale)
+    return canonical, stale
 
 
 def group_occurrences_for(report: BugReport) -> int:

@@ -244,7 +244,7 @@ def test_claim_next_skips_duplicates_claimed_and_done(agent_client, other_agent_
 
 def test_claim_next_takes_over_expired_leases(agent_client, other_agent_client):
     report = make_report()
-    claim(agent_client, report)
+    old_token = claim(agent_client, report).json()["claim_token"]
     expire(report)
     lapsed_at = BugReport.objects.get(pk=report.pk).claim_expires_at
     response = other_agent_client.post(f"{URL}/claim-next", {"lease_seconds": 120}, format="json")
@@ -263,11 +263,38 @@ def test_claim_next_takes_over_expired_leases(agent_client, other_agent_client):
     assert claimed.message == f"Claimed until {stored.claim_expires_at.isoformat()}."
     # The new holder's token works; the old one is refused.
     heartbeat = f"{URL}/{report.pk}/heartbeat"
-    token = body["claim_token"]
-    assert (
-        other_agent_client.post(heartbeat, {}, format="json", HTTP_X_CLAIM_TOKEN=token).status_code
-        == 200
+    new_beat = other_agent_client.post(
+        heartbeat, {}, format="json", HTTP_X_CLAIM_TOKEN=body["claim_token"]
     )
+    assert new_beat.status_code == 200
+    old_beat = agent_client.post(heartbeat, {}, format="json", HTTP_X_CLAIM_TOKEN=old_token)
+    assert old_beat.status_code == 409
+
+
+@pytest.mark.parametrize("by_id", [False, True], ids=["claim-next", "claim"])
+def test_the_claim_response_is_what_claim_response_serializer_documents(agent_client, by_id):
+    from rest_framework.renderers import JSONRenderer
+
+    from reports.selectors import report_list
+    from reports.serializers import ClaimResponseSerializer
+
+    report = make_report()
+    if by_id:
+        response = claim(agent_client, report)
+    else:
+        response = agent_client.post(f"{URL}/claim-next", {}, format="json")
+    body = response.json()
+
+    stored = report_list().get(pk=report.pk)
+    documented = ClaimResponseSerializer(
+        {
+            "claim_token": body["claim_token"],
+            "claim_expires_at": stored.claim_expires_at,
+            "report": stored,
+        }
+    ).data
+    assert body == json.loads(JSONRenderer().render(documented))
+    assert response["ETag"] == f'"{stored.version}"'
 
 
 def test_claim_next_without_expired_lease_writes_only_claimed(agent_client):
