@@ -400,6 +400,17 @@ def report_claim_next(
         return report_with_counts(report), token
 
 
+def _sql_isoformat(column: str) -> str:
+    """SQL spelling `column` (a UTC timestamptz) as datetime.isoformat() does, as the
+    Python-side events do: microseconds only when there are any."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') """
+        f"|| CASE WHEN mod(date_part('microseconds', {utc})::bigint, 1000000) = 0 THEN '' "
+        f"ELSE to_char({utc}, '.US') END || '+00:00'"
+    )
+
+
 # claimable_reports() + _take_claim() + their events as one statement: pick the first
 # claimable row with SKIP LOCKED, take it and write its `lease_expired` (when a lapsed lease
 # is taken over) and `claimed` events, in one round trip and without a transaction block
@@ -448,9 +459,8 @@ SELECT claimed.*,
 """.format(
     where="{where}",
     report_columns=select_list(BugReport, REPORT_COLUMNS, "r"),
-    # datetime.isoformat() of a UTC time, as the Python-side events spell it.
-    previous_expiry="""to_char(previous_expiry AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
-    expires_at="""to_char(claim_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
+    previous_expiry=_sql_isoformat("previous_expiry"),
+    expires_at=_sql_isoformat("claim_expires_at"),
 )
 
 

@@ -333,3 +333,19 @@ def test_lease_sweep_clears_expired_claims_with_an_event(agent_client):
     assert stored.claim_holder is None
     assert stored.events.last().kind == "lease_expired"
     assert services.leases_sweep() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("microsecond", [0, 120, 999999])
+def test_the_claim_statement_spells_times_as_the_python_events_do(microsecond):
+    from datetime import UTC, datetime
+
+    from django.db import connection
+
+    from reports.services import _sql_isoformat
+
+    moment = datetime(2026, 1, 2, 3, 4, 5, microsecond, tzinfo=UTC)
+    with connection.cursor() as cursor:
+        sql = f"SELECT {_sql_isoformat('t')} FROM (SELECT %s::timestamptz AS t) AS x"
+        cursor.execute(sql, [moment])
+        assert cursor.fetchone()[0] == moment.isoformat()
