@@ -1,6 +1,6 @@
 """One legacy report (a JSON object) mapped to a BugReport row and its events.
 
-The mapping follows `shared/legacy-format.md` field by field. Nothing is dropped: keys the
+The mapping follows `docs/legacy-format.md` field by field. Nothing is dropped: keys the
 format does not know, and values that do not fit their column, are kept under
 `metadata["legacy"]["extra"]`. The digest is taken over the record's JSON content (keys in
 any order, the mirror's marker left out): two exports of a report are the same report when

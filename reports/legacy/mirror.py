@@ -95,7 +95,7 @@ def _directory_lock(directory: Path):
 
 
 def legacy_record(report: BugReport, events: list[BugReportEvent]) -> dict:
-    """A report in the legacy format (`shared/legacy-format.md`), as old agents read it."""
+    """A report in the legacy format (`docs/legacy-format.md`), as old agents read it."""
     legacy = (report.metadata or {}).get("legacy") or {}
     extra = legacy.get("extra") or {}
     record: dict = {

@@ -16,7 +16,7 @@ from dedup.fingerprint import (
     template_route,
 )
 
-SAMPLE = Path(settings.BASE_DIR).parent / "shared" / "legacy-sample"
+SAMPLE = Path(settings.BASE_DIR) / "tests" / "fixtures" / "legacy-sample"
 
 FLASK_TRACE = """Traceback (most recent call last):
   File "/srv/app/.venv/lib/python3.12/site-packages/flask/app.py", line 1473, in wsgi_app

@@ -17,7 +17,7 @@ from reports.models import BugReport, BugReportEvent
 
 pytestmark = pytest.mark.django_db
 
-SAMPLE = Path(settings.BASE_DIR).parent / "shared" / "legacy-sample"
+SAMPLE = Path(settings.BASE_DIR) / "tests" / "fixtures" / "legacy-sample"
 EXPECTED = json.loads((SAMPLE / "expected.json").read_text())
 
 

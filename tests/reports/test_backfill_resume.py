@@ -18,7 +18,7 @@ from dedup.models import DedupGroup
 from reports.models import BugReport, BugReportEvent
 from reports.services import report_create, report_transition
 
-SAMPLE = Path(settings.BASE_DIR).parent / "shared" / "legacy-sample"
+SAMPLE = Path(settings.BASE_DIR) / "tests" / "fixtures" / "legacy-sample"
 MANAGE = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
 
 

@@ -19,7 +19,7 @@ from telemetry.models import Release
 
 pytestmark = pytest.mark.django_db
 
-SAMPLE = Path(settings.BASE_DIR).parent / "shared" / "legacy-sample" / "reports"
+SAMPLE = Path(settings.BASE_DIR) / "tests" / "fixtures" / "legacy-sample" / "reports"
 dedup_services = pytest.importorskip("dedup.services")
 
 FRAMES = {

@@ -1,4 +1,4 @@
-"""Import the legacy flat-file bug reports (see docs/rollout.md and shared/legacy-format.md)."""
+"""Import the legacy flat-file bug reports (see docs/rollout.md and docs/legacy-format.md)."""
 
 import signal
 import sys
