@@ -9,15 +9,24 @@ STAMP := $(VENV)/.requirements-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint serve bench fuzz venv migrate
+DEV_STAMP := $(VENV)/.requirements-dev-stamp
 
+.PHONY: run test lint serve bench fuzz venv dev-venv migrate
+
+# venv: the runtime list (make run, make serve); dev-venv adds the test and lint tools.
 venv: $(STAMP)
+
+dev-venv: $(DEV_STAMP)
 
 $(STAMP): requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (Django 6); set PYTHON=/path/to/python3.12" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(DEV_STAMP)
 
 migrate: venv
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
@@ -31,18 +40,18 @@ serve: migrate
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py
 
 # Every benchmark in benchmarks/ at a size that fits in ten minutes, one table (PostgreSQL).
-bench: venv
+bench: dev-venv
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 # schemathesis against a live gunicorn (DEBUG off) on DATABASE_URL (default: a fresh SQLite
 # file), as an agent and as an admin; FUZZ_MAX_EXAMPLES, FUZZ_SEED, FUZZ_ARGS tune it.
-fuzz: venv
+fuzz: dev-venv
 	$(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)
 
-test: venv
+test: dev-venv
 	SECRET_KEY=$${SECRET_KEY:-test-secret-key} $(BIN)/python manage.py collectstatic --noinput -v0
 	SECRET_KEY=$${SECRET_KEY:-test-secret-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: venv
+lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
