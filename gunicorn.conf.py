@@ -15,9 +15,17 @@ Everything comes from the environment, like the Django settings:
   request's id itself and an access line per request costs throughput)
 
 Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on.
+
+Metrics (GET /metrics) add up every worker process's counters through files in
+PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode): the master sets it up before
+any worker starts, empties it (counters of an earlier run would otherwise be added in), and
+removes a directory it made itself when it exits.
 """
 
+import glob
 import os
+import shutil
+import tempfile
 
 
 def _int(name: str, default: int) -> int:
@@ -47,3 +55,34 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # The app sits behind nothing by default; behind a proxy set FORWARDED_ALLOW_IPS.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 wsgi_app = "bugtracker.wsgi:application"
+
+
+def on_starting(server):
+    """Master, before the app loads: every worker inherits PROMETHEUS_MULTIPROC_DIR. It must be
+    set before prometheus_client is first imported, which picks its storage then."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+    else:
+        path = tempfile.mkdtemp(prefix="bugtracker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        _made_dirs.append(path)
+
+
+def child_exit(server, worker):
+    """A worker's live gauges leave with it; its counters stay in the sums."""
+    # Imported here, not at the top: the master must not import prometheus_client before
+    # on_starting has set PROMETHEUS_MULTIPROC_DIR (its storage is chosen at import).
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for path in _made_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_made_dirs: list[str] = []

@@ -63,6 +63,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Request counts and latencies (GET /metrics); outermost, so every response is counted and
+# timed, whatever answered it. METRICS_ENABLED=0 leaves them out (the benchmarks' baseline).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+if METRICS_ENABLED:
+    MIDDLEWARE.insert(0, "bugtracker.metrics.RequestMetricsMiddleware")
 
 ROOT_URLCONF = "bugtracker.urls"
 WSGI_APPLICATION = "bugtracker.wsgi.application"
@@ -197,6 +202,9 @@ WORKER_SHUTDOWN_SECONDS = env.float("WORKER_SHUTDOWN_SECONDS", default=10.0)
 BACKLOG_ALERT_MAX_OPEN = env.int("BACKLOG_ALERT_MAX_OPEN", default=500)
 BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=168.0)
 LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
+
+# GET /metrics asks for `Authorization: Bearer <METRICS_TOKEN>` when it is set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {

@@ -2,9 +2,11 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import HealthView
+from .metrics import metrics_view
 
 urlpatterns = [
     re_path(r"^api/health/?$", HealthView.as_view(), name="health"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("reports.urls")),

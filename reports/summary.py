@@ -28,6 +28,7 @@ def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS)
         sla_breached=Count("id", filter=Q(status__in=OPEN_STATUSES, sla_due_at__lt=now)),
         duplicates=Count("id", filter=Q(duplicate_of__isnull=False)),
         oldest_open_at=Min("created_at", filter=Q(status__in=OPEN_STATUSES)),
+        claims_live=Count("id", filter=Q(claim_holder__isnull=False, claim_expires_at__gt=now)),
     )
     by_status = {status: sum(row.values()) for status, row in matrix.items()}
     by_severity = {sev: sum(matrix[status][sev] for status in matrix) for sev in Severity.values}
@@ -48,6 +49,7 @@ def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS)
         "duplicates": totals["duplicates"],
         "oldest_open_at": oldest_open_at.isoformat() if oldest_open_at else None,
         "oldest_open_age_seconds": round(oldest_age) if oldest_age is not None else None,
+        "claims_live": totals["claims_live"],
         "top_groups": _top_groups(top_groups),
         "backlog_alerts": backlog_alerts(open_count=open_count, oldest_open_age_seconds=oldest_age),
     }
