@@ -57,9 +57,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 wsgi_app = "bugtracker.wsgi:application"
 
 
-def on_starting(server):
-    """Master, before the app loads: every worker inherits PROMETHEUS_MULTIPROC_DIR. It must be
-    set before prometheus_client is first imported, which picks its storage then."""
+def prepare_metrics_dir() -> str:
+    """PROMETHEUS_MULTIPROC_DIR for this run, emptied (counts of an earlier run would be
+    added in), or a fresh temporary one, removed at exit. It must be set before
+    prometheus_client is first imported, which picks its storage then: so at config load,
+    before the app (even with --preload), and every worker inherits it."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
     if path:
         os.makedirs(path, exist_ok=True)
@@ -69,12 +71,13 @@ def on_starting(server):
         path = tempfile.mkdtemp(prefix="bugtracker-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
         _made_dirs.append(path)
+    return path
 
 
 def child_exit(server, worker):
     """A worker's live gauges leave with it; its counters stay in the sums."""
-    # Imported here, not at the top: the master must not import prometheus_client before
-    # on_starting has set PROMETHEUS_MULTIPROC_DIR (its storage is chosen at import).
+    # Imported here, not at the top: prometheus_client must not be imported before
+    # prepare_metrics_dir() has set PROMETHEUS_MULTIPROC_DIR (its storage is chosen then).
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
@@ -86,3 +89,5 @@ def on_exit(server):
 
 
 _made_dirs: list[str] = []
+if __name__ == "__config__":  # gunicorn's master loading this file (not a test reading it)
+    prepare_metrics_dir()

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "reports",
     "telemetry",
     "dedup",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -173,6 +174,8 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "reports.models.Severity",
         "StatusEnum": "reports.models.Status",
         "SourceEnum": "reports.models.Source",
+        "WebhookEventTypeEnum": "webhooks.models.EventType",
+        "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
     },
 }
 
@@ -202,6 +205,18 @@ WORKER_SHUTDOWN_SECONDS = env.float("WORKER_SHUTDOWN_SECONDS", default=10.0)
 BACKLOG_ALERT_MAX_OPEN = env.int("BACKLOG_ALERT_MAX_OPEN", default=500)
 BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=168.0)
 LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
+
+# Webhooks (Standard Webhooks): delivered by a dispatcher in each serving process.
+WEBHOOK_WORKER = env.bool("WEBHOOK_WORKER", default=True)
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_SECONDS = env.float("WEBHOOK_RETRY_SECONDS", default=10.0)
+WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=72.0)
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
+WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", default=2)
+WEBHOOK_POLL_SECONDS = env.float("WEBHOOK_POLL_SECONDS", default=2.0)
+WEBHOOK_ALERT_SECONDS = env.float("WEBHOOK_ALERT_SECONDS", default=60.0)
 
 # GET /metrics asks for `Authorization: Bearer <METRICS_TOKEN>` when it is set.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

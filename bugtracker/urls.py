@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/", include("reports.urls")),
     path("api/", include("dedup.urls")),
     path("api/", include("telemetry.urls")),
+    path("api/", include("webhooks.urls")),
     path("api/", include("bugtracker.api_urls")),
 ]
 

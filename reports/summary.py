@@ -84,6 +84,17 @@ def backlog_alerts(
     Called with the numbers when the caller has them already (report_summary), or bare
     (the worker, the admin status), when it asks the database itself: one query.
     """
+    return list(
+        backlog_alert_kinds(
+            open_count=open_count, oldest_open_age_seconds=oldest_open_age_seconds
+        ).values()
+    )
+
+
+def backlog_alert_kinds(
+    *, open_count: int | None = None, oldest_open_age_seconds: float | None = None
+) -> dict[str, str]:
+    """The backlog alerts firing now by kind (`max_open`, `max_age`), each with its message."""
     if open_count is None:
         row = BugReport.objects.filter(status__in=OPEN_STATUSES).aggregate(
             n=Count("id"), oldest=Min("created_at")
@@ -91,15 +102,17 @@ def backlog_alerts(
         open_count = row["n"]
         oldest = row["oldest"]
         oldest_open_age_seconds = (timezone.now() - oldest).total_seconds() if oldest else None
-    alerts = []
+    alerts = {}
     max_open = settings.BACKLOG_ALERT_MAX_OPEN
     if max_open and open_count > max_open:
-        alerts.append(f"{open_count} open reports, more than BACKLOG_ALERT_MAX_OPEN={max_open}.")
+        alerts["max_open"] = (
+            f"{open_count} open reports, more than BACKLOG_ALERT_MAX_OPEN={max_open}."
+        )
     max_age_hours = settings.BACKLOG_ALERT_MAX_AGE_HOURS
     if max_age_hours and oldest_open_age_seconds is not None:
         age_hours = oldest_open_age_seconds / 3600
         if age_hours > max_age_hours:
-            alerts.append(
+            alerts["max_age"] = (
                 f"The oldest open report is {age_hours:.0f} h old, more than "
                 f"BACKLOG_ALERT_MAX_AGE_HOURS={max_age_hours:g}."
             )

@@ -726,7 +726,7 @@ def serving_process_kind(argv: Sequence[str], environ: Mapping[str, str]) -> str
     return None
 
 
-def _in_gunicorn_worker() -> bool:
+def in_gunicorn_worker() -> bool:
     """Whether we are inside a gunicorn worker's start-up (not the master loading the app with
     --preload, whose threads would not survive the fork anyway)."""
     frame = sys._getframe()
@@ -768,7 +768,7 @@ def start_if_serving(
     kind = serving_process_kind(argv, environ)
     if kind is None:
         return False
-    if kind == "gunicorn" and not _in_gunicorn_worker():
+    if kind == "gunicorn" and not in_gunicorn_worker():
         # --preload: the master loads the app once; each forked worker starts its own.
         os.register_at_fork(after_in_child=start_process_worker)
         return True

@@ -7,20 +7,10 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.hardening.live import LiveServer
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db["HOST"] or "127.0.0.1"
-    return f"postgres://{db['USER']}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+from tests.hardening.live import LiveServer, current_database_url
 
 
 def request_counts(text: str) -> Counter:
@@ -33,8 +23,9 @@ def request_counts(text: str) -> Counter:
     return counts
 
 
+@pytest.mark.parametrize("preload", [False, True], ids=["plain", "preload"])
 @pytest.mark.django_db(transaction=True)
-def test_two_gunicorn_workers_add_up_to_every_request_sent(tmp_path):
+def test_two_gunicorn_workers_add_up_to_every_request_sent(tmp_path, preload):
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     # A counter file an earlier run left behind: the master empties the directory at start.
@@ -53,12 +44,13 @@ def test_two_gunicorn_workers_add_up_to_every_request_sent(tmp_path):
     sent = Counter()
     lock = threading.Lock()
     with LiveServer(
-        database_url=database_url(),
+        database_url=current_database_url(),
         log_path=tmp_path / "server.log",
         WEB_CONCURRENCY="2",
         GUNICORN_THREADS="2",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         THROTTLE_ANONYMOUS="1000000/min",
+        GUNICORN_CMD_ARGS="--preload" if preload else "",
     ) as server:
         # The health probe that saw the server come up was counted too.
         sent[labels] += 1
