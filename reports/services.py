@@ -13,6 +13,7 @@ from django.utils import timezone
 from bugtracker.domain import InvalidInput, NotFound, PreconditionFailed
 from bugtracker.rows import columns, from_row, select_list
 
+from . import event_hooks
 from .errors import ClaimConflict, LeaseLost, NotClaimable, TransitionNotAllowed, VersionConflict
 from .legacy.mirror import mirror_on_commit
 from .models import (
@@ -71,8 +72,9 @@ def event_write(
     data: dict | None = None,
     created_at: datetime | None = None,
 ) -> BugReportEvent:
-    """Append one event; callers are already inside the transaction of their change."""
-    return BugReportEvent.objects.create(
+    """Append one event; callers are already inside the transaction of their change. What
+    event listeners (the webhook outbox) write with it goes in the same transaction."""
+    event = BugReportEvent.objects.create(
         report=report,
         kind=kind,
         actor=actor or "",
@@ -80,6 +82,14 @@ def event_write(
         data=data or {},
         created_at=created_at or timezone.now(),
     )
+    told = event_hooks.statements_for(
+        kind=kind, report=report, data=event.data, created_at=event.created_at
+    )
+    if told:
+        with connection.cursor() as cursor:
+            for sql, params in told:
+                cursor.execute(sql, params)
+    return event
 
 
 def _locked(report_id) -> BugReport:
@@ -448,7 +458,7 @@ WITH picked AS (
           FROM claimed
     ) AS written
      ORDER BY step
-)
+){listeners}
 SELECT claimed.*,
        -- what the API shows beside the row (selectors.report_with_counts), in the same trip
        COALESCE((SELECT g.occurrences FROM bug_report_dedup g
@@ -458,6 +468,7 @@ SELECT claimed.*,
   FROM claimed
 """.format(
     where="{where}",
+    listeners="{listeners}",
     report_columns=select_list(BugReport, REPORT_COLUMNS, "r"),
     previous_expiry=_sql_isoformat("previous_expiry"),
     expires_at=_sql_isoformat("claim_expires_at"),
@@ -498,8 +509,10 @@ def _claim_next_postgresql(
             "automation_enabled AND (next_attempt_at IS NULL "
             "OR next_attempt_at <= statement_timestamp())"
         )
+    sql = _CLAIM_NEXT_SQL.replace("{where}", " AND ".join(where))
+    sql = sql.replace("{listeners}", _claim_listener_parts(params))
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_NEXT_SQL.replace("{where}", " AND ".join(where)), params)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -507,6 +520,29 @@ def _claim_next_postgresql(
     report.group_occurrences, report.duplicates_total = row[-2], row[-1]
     mirror_on_commit(report.pk)  # LEGACY_MIRROR_DIR, when set, after the commit
     return report, token
+
+
+def _claim_listener_parts(params: dict[str, Any]) -> str:
+    """What event listeners (the webhook outbox) write with the `claimed` event, as more
+    parts of the claim statement reading the report from `claimed`; their parameters join
+    `params` by name."""
+    statements = event_hooks.statements_reading(
+        kind=EventKind.CLAIMED,
+        source="claimed",
+        report_id_sql="claimed.id",
+        created_at_sql="%(now)s",
+    )
+    parts = []
+    for n, (sql, values) in enumerate(statements):
+        pieces = sql.split("%s")
+        if len(pieces) != len(values) + 1:
+            raise ValueError("A listener's statement and its parameters do not match.")
+        named = pieces[0]
+        for i, (value, piece) in enumerate(zip(values, pieces[1:], strict=True)):
+            params[f"listener{n}_{i}"] = value
+            named += f"%(listener{n}_{i})s" + piece
+        parts.append(f", listener{n} AS ({named})")
+    return "".join(parts)
 
 
 def report_heartbeat(

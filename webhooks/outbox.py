@@ -87,7 +87,11 @@ def enqueue(*, event_type: str, report_id=None, body: str | None = None, event_a
 
 
 def wake_on_commit() -> None:
-    """Tell this process's dispatcher, once the change commits, that something is due."""
-    from .dispatcher import wake  # the dispatcher imports the services that use this module
+    """Tell this process's dispatcher, if it runs one, once the change commits, that
+    something is due (others find it when they next look)."""
+    # Imported here: the dispatcher imports the services that use this module.
+    from .dispatcher import process_dispatcher
 
-    transaction.on_commit(wake)
+    dispatcher = process_dispatcher()
+    if dispatcher is not None:
+        transaction.on_commit(dispatcher.wake)
