@@ -108,6 +108,10 @@ class WebhookDispatcher:
                 close_stale_connections()
                 if taken and self.queue.free_slots():
                     continue  # more may be due right away
+                if not taken:
+                    # Idle: hold no connection between looks (one per serving process
+                    # would add up against the server's connection limit).
+                    connection.close()
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
         finally:
