@@ -6,7 +6,7 @@ The two servers run one after the other on the same database, alternating twice;
 run of each counts. After the runs with the subscription, every canonical report submitted
 must have been delivered (a 2xx from the receiver), which the benchmark checks.
 
-    .venv/bin/python -m benchmarks.webhooks [--reports 2000] [--clients 16] [--workers 2] [--threads 4]
+    .venv/bin/python -m benchmarks.webhooks [--reports 2000] [--clients 16] [--workers 2] [--threads 4] [--rounds 2]
 """
 
 import argparse
@@ -53,7 +53,9 @@ class _Receiver:
         self.server.server_close()
 
 
-def run(*, reports: int = 2000, clients: int = 16, workers: int = 2, threads: int = 4) -> list[Row]:
+def run(
+    *, reports: int = 2000, clients: int = 16, workers: int = 2, threads: int = 4, rounds: int = 2
+) -> list[Row]:
     import os
 
     from reports.models import BugReport
@@ -71,9 +73,10 @@ def run(*, reports: int = 2000, clients: int = 16, workers: int = 2, threads: in
     try:
         with bench_database():
             key = api_key("bench-reporter", "reporter")
-            payloads = make_reports(reports * 4 + 400, seed=11)
+            runs = 2 * rounds
+            payloads = make_reports(reports * runs + 400, seed=11)
             bodies = [json_body(p) for p in payloads]
-            batches = [bodies[400 + i * reports : 400 + (i + 1) * reports] for i in range(4)]
+            batches = [bodies[400 + i * reports : 400 + (i + 1) * reports] for i in range(runs)]
             webhook = webhook_create(
                 url=receiver.url, event_types=["report.created"], active=False, actor="bench"
             )
@@ -158,15 +161,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each kind, alternating")
     args = parser.parse_args()
     django_setup()
     rows = run(
-        reports=args.reports, clients=args.clients, workers=args.workers, threads=args.threads
+        reports=args.reports,
+        clients=args.clients,
+        workers=args.workers,
+        threads=args.threads,
+        rounds=args.rounds,
     )
     report_rows(
         rows,
         f"{COMMAND} --reports {args.reports} --clients {args.clients} "
-        f"--workers {args.workers} --threads {args.threads}",
+        f"--workers {args.workers} --threads {args.threads} --rounds {args.rounds}",
     )
 
 

@@ -25,17 +25,18 @@ COMPACT_FIELDS = (
 COMPACT_REPO_HINTS = 3
 
 
-def compact_report(report_id) -> dict | None:
-    """The report as the API's compact view shows it now; None when it is gone."""
+def compact_reports(report_ids) -> dict:
+    """The reports as the API's compact view shows them now, by id (one query)."""
     from reports.selectors import report_list  # reports' API modules load after the apps
     from reports.serializers import BugReportSerializer
 
-    report = report_list().select_related("dedup_group").filter(pk=report_id).first()
-    if report is None:
-        return None
-    full = BugReportSerializer(report, context={"now": timezone.now()}).data
-    shown = {name: full[name] for name in COMPACT_FIELDS}
-    shown["repo_hints"] = list(shown["repo_hints"])[:COMPACT_REPO_HINTS]
+    context = {"now": timezone.now()}
+    shown = {}
+    for report in report_list().filter(pk__in=list(report_ids)).order_by():
+        full = BugReportSerializer(report, context=context).data
+        compact = {name: full[name] for name in COMPACT_FIELDS}
+        compact["repo_hints"] = list(compact["repo_hints"])[:COMPACT_REPO_HINTS]
+        shown[report.pk] = compact
     return shown
 
 
@@ -43,9 +44,10 @@ def envelope(*, event_type: str, event_at: datetime, data: dict) -> dict:
     return {"type": event_type, "timestamp": event_at.isoformat(), "data": data}
 
 
-def report_event_body(*, event_type: str, event_at: datetime, report_id) -> dict:
+def report_event_body(
+    *, event_type: str, event_at: datetime, report_id, report: dict | None
+) -> dict:
+    """`report`: its compact view (None when the report is gone: then only its id)."""
     return envelope(
-        event_type=event_type,
-        event_at=event_at,
-        data={"report": compact_report(report_id) or {"id": str(report_id)}},
+        event_type=event_type, event_at=event_at, data={"report": report or {"id": str(report_id)}}
     )

@@ -61,28 +61,79 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def post(*, target: Target, body: str, headers: dict, timeout: float) -> Answer:
+class Connections:
+    """Open connections by checked target, reused for the tries of one batch (keep-alive),
+    closed at its end."""
+
+    def __init__(self):
+        self._open: dict[Target, http.client.HTTPConnection] = {}
+
+    def get(self, target: Target, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        connection = self._open.get(target)
+        if connection is not None:
+            return connection, True
+        kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+        connection = self._open[target] = kind(target, timeout)
+        return connection, False
+
+    def drop(self, target: Target) -> None:
+        connection = self._open.pop(target, None)
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        for target in list(self._open):
+            self.drop(target)
+
+
+def post(
+    *, target: Target, body: str, headers: dict, timeout: float, pool: Connections | None = None
+) -> Answer:
     """POST `body`; never follows redirects (a 3xx is a failure, as a redirect could point
-    anywhere the guard did not check)."""
+    anywhere the guard did not check). With a `pool`, a connection left open by an earlier
+    try to the same address is reused; one the endpoint had closed meanwhile is replaced
+    and the request sent once more on a new one."""
     started = time.monotonic()
-    kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = kind(target, timeout)
+    own = pool is None
+    pool = pool or Connections()
     try:
-        connection.request(
-            "POST",
-            target.path,
-            body=body.encode(),
-            headers={
-                **headers,
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-            },
-        )
-        response = connection.getresponse()
-        data = response.read(RESPONSE_KEEP_BYTES)
-        status, text, error = response.status, data.decode("utf-8", "replace"), ""
-    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-        status, text, error = None, "", f"{type(exc).__name__}: {exc}"
+        for _ in range(2):
+            connection, reused = pool.get(target, timeout)
+            try:
+                connection.request(
+                    "POST",
+                    target.path,
+                    body=body.encode(),
+                    headers={
+                        **headers,
+                        "Content-Type": "application/json",
+                        "User-Agent": USER_AGENT,
+                    },
+                )
+                response = connection.getresponse()
+                data = response.read(RESPONSE_KEEP_BYTES)
+                if response.will_close or not response.isclosed():
+                    pool.drop(target)  # closing, or a body longer than kept: not reusable
+                return Answer(
+                    response.status,
+                    data.decode("utf-8", "replace"),
+                    "",
+                    int((time.monotonic() - started) * 1000),
+                )
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                pool.drop(target)
+                if not reused:
+                    return _failed(exc, started)
+            except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+                pool.drop(target)
+                return _failed(exc, started)
+        return _failed(ConnectionError("the connection closed twice"), started)
     finally:
-        connection.close()
-    return Answer(status, text, error, int((time.monotonic() - started) * 1000))
+        if own:
+            pool.close()
+
+
+def _failed(exc: BaseException, started: float) -> Answer:
+    return Answer(
+        None, "", f"{type(exc).__name__}: {exc}", int((time.monotonic() - started) * 1000)
+    )

@@ -7,6 +7,8 @@ import base64
 import json
 import logging
 import secrets
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -111,24 +113,39 @@ def _stop_pending(webhook: Webhook, reason: str) -> int:
 # Delivering -----------------------------------------------------------------------------
 
 
+_DELIVERIES = WebhookDelivery._meta.db_table
+_ATTEMPTS = WebhookAttempt._meta.db_table
+
+
+def _prep(model, field: str, value):
+    return model._meta.get_field(field).get_db_prep_save(value, connection)
+
+
 def deliveries_claim_due(*, limit: int, now: datetime | None = None) -> list:
     """Take up to `limit` due deliveries for this process: their due time moves to the end
     of a lease (WEBHOOK_LEASE_SECONDS), so no other process takes them meanwhile and a
-    process killed mid-try leaves them due again when the lease ends."""
+    process killed mid-try leaves them due again when the lease ends. One statement
+    (SKIP LOCKED on PostgreSQL; SQLite's write lock serialises takers)."""
     if limit < 1:
         return []
     now = now or timezone.now()
     lease_end = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
-    with transaction.atomic():
-        due = WebhookDelivery.objects.filter(
-            status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-        )
-        if connection.vendor == "postgresql":
-            due = due.select_for_update(skip_locked=True)
-        ids = list(due.order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit])
-        if ids:
-            WebhookDelivery.objects.filter(pk__in=ids).update(next_attempt_at=lease_end)
-    return ids
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = (
+        f"UPDATE {_DELIVERIES} SET next_attempt_at = %s WHERE id IN ("
+        f"SELECT id FROM {_DELIVERIES} WHERE status = 'pending' AND next_attempt_at <= %s "
+        f"ORDER BY next_attempt_at, id LIMIT %s{lock}) RETURNING id"
+    )
+    params = [
+        _prep(WebhookDelivery, "next_attempt_at", lease_end),
+        _prep(WebhookDelivery, "next_attempt_at", now),
+        limit,
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    field = WebhookDelivery._meta.pk
+    return [field.to_python(row[0]) for row in rows]
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -137,81 +154,181 @@ def retry_delay(attempts: int) -> timedelta:
     return min(timedelta(seconds=seconds), MAX_RETRY_DELAY)
 
 
-def _body(delivery: WebhookDelivery) -> str:
-    """The delivery's body, rendered once (at the first try) and kept for every retry."""
-    if delivery.body is not None:
-        return delivery.body
-    body = payloads.report_event_body(
-        event_type=delivery.event_type, event_at=delivery.event_at, report_id=delivery.report_id
-    )
-    text = json.dumps(body, cls=DjangoJSONEncoder, separators=(",", ":"))
-    WebhookDelivery.objects.filter(pk=delivery.pk, body__isnull=True).update(body=text)
-    return WebhookDelivery.objects.values_list("body", flat=True).get(pk=delivery.pk)
+def _bodies(deliveries: list[WebhookDelivery]) -> dict:
+    """Every delivery's body by id. A report event's is rendered at its first try and kept
+    (the first writer wins), so every retry sends the same bytes."""
+    bodies = {d.pk: d.body for d in deliveries if d.body is not None}
+    missing = [d for d in deliveries if d.body is None]
+    if not missing:
+        return bodies
+    reports = payloads.compact_reports({d.report_id for d in missing if d.report_id})
+    rendered = {
+        d.pk: json.dumps(
+            payloads.report_event_body(
+                event_type=d.event_type,
+                event_at=d.event_at,
+                report_id=d.report_id,
+                report=reports.get(d.report_id),
+            ),
+            cls=DjangoJSONEncoder,
+            separators=(",", ":"),
+        )
+        for d in missing
+    }
+    keep = f"UPDATE {_DELIVERIES} SET body = COALESCE(body, %s) WHERE id = %s RETURNING body"
+    with connection.cursor() as cursor:
+        for delivery_id, text in rendered.items():
+            cursor.execute(keep, [text, _prep(WebhookDelivery, "id", delivery_id)])
+            bodies[delivery_id] = cursor.fetchone()[0]
+    return bodies
 
 
 def delivery_attempt(*, delivery_id) -> bool:
-    """One try of a claimed delivery: sign, POST, record the try, then succeed, schedule
-    the next try, or give up. True when the endpoint took it."""
-    delivery = WebhookDelivery.objects.select_related("webhook").filter(pk=delivery_id).first()
-    if delivery is None or delivery.status != DeliveryStatus.PENDING:
-        return False
-    webhook = delivery.webhook
-    if not webhook.active:
-        _finish(delivery, ok=False, answer=None, error="The endpoint is turned off.", final=True)
-        return False
-    body = _body(delivery)
-    started = timezone.now()
+    """One try of one claimed delivery; True when the endpoint took it."""
+    return deliveries_attempt(delivery_ids=[delivery_id]) == 1
+
+
+def deliveries_attempt(*, delivery_ids: list) -> int:
+    """One try of each claimed delivery: sign, POST, then record every try and its outcome
+    (succeeded, next try scheduled, or given up) together. How many the endpoints took.
+
+    Tries stop before the lease would end (WEBHOOK_LEASE_SECONDS less one WEBHOOK_TIMEOUT):
+    deliveries not tried by then come back when their lease ends."""
+    deliveries = list(
+        WebhookDelivery.objects.select_related("webhook")
+        .filter(pk__in=list(delivery_ids), status=DeliveryStatus.PENDING)
+        .order_by("next_attempt_at", "id")
+    )
+    if not deliveries:
+        return 0
+    bodies = _bodies(deliveries)
+    began = time.monotonic()
+    tried: list[Try] = []
+    pool = sending.Connections()
     try:
-        target = check_url(webhook.url)
-    except UnsafeUrl as exc:
-        answer = sending.Answer(None, "", f"Refused: {exc}", 0)
-    else:
-        headers = sending.signed_headers(
-            secret=webhook.secret, message_id=delivery.message_id, timestamp=started, body=body
-        )
-        answer = sending.post(
-            target=target, body=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT
-        )
-    if not answer.ok and not answer.error:
-        answer.error = f"The endpoint answered {answer.status}."
-    _finish(delivery, ok=answer.ok, answer=answer, started=started)
-    return answer.ok
+        _try_each(deliveries, bodies, tried, pool, began)
+    finally:
+        pool.close()
+    _record(tried)
+    return sum(1 for t in tried if t.ok)
 
 
-def _finish(
-    delivery: WebhookDelivery,
-    *,
-    ok: bool,
-    answer: sending.Answer | None,
-    started: datetime | None = None,
-    error: str = "",
-    final: bool = False,
-) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        number = delivery.attempts + 1
-        WebhookAttempt.objects.create(
-            delivery=delivery,
-            number=number,
-            started_at=started or now,
-            duration_ms=answer.duration_ms if answer else 0,
-            response_status=answer.status if answer else None,
-            response_body=answer.body if answer else "",
-            error=(answer.error if answer else "") or error,
-            succeeded=ok,
-        )
-        changes: dict[str, Any] = {"attempts": number}
-        if ok:
-            changes.update(status=DeliveryStatus.SUCCEEDED, finished_at=now)
-        elif final or number >= settings.WEBHOOK_MAX_ATTEMPTS:
-            changes.update(status=DeliveryStatus.FAILED, finished_at=now)
+def _try_each(deliveries, bodies, tried, pool, began) -> None:
+    budget = settings.WEBHOOK_LEASE_SECONDS - settings.WEBHOOK_TIMEOUT
+    for delivery in deliveries:
+        if tried and time.monotonic() - began > budget:
+            break
+        webhook = delivery.webhook
+        if not webhook.active:
+            tried.append(Try(delivery, None, timezone.now(), "The endpoint is turned off."))
+            continue
+        started = timezone.now()
+        try:
+            target = check_url(webhook.url)
+        except UnsafeUrl as exc:
+            answer = sending.Answer(None, "", f"Refused: {exc}", 0)
         else:
-            changes["next_attempt_at"] = now + retry_delay(number)
-        WebhookDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
-            **changes
+            body = bodies[delivery.pk]
+            headers = sending.signed_headers(
+                secret=webhook.secret, message_id=delivery.message_id, timestamp=started, body=body
+            )
+            answer = sending.post(
+                target=target,
+                body=body,
+                headers=headers,
+                timeout=settings.WEBHOOK_TIMEOUT,
+                pool=pool,
+            )
+        if not answer.ok and not answer.error:
+            answer.error = f"The endpoint answered {answer.status}."
+        tried.append(Try(delivery, answer, started))
+
+
+@dataclass
+class Try:
+    delivery: WebhookDelivery
+    answer: sending.Answer | None  # None: not sent (the endpoint is turned off)
+    started: datetime
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.answer is not None and self.answer.ok
+
+
+def _record(tried: list[Try]) -> None:
+    """Every try's attempt row and its delivery's new state, in one transaction (one
+    statement on PostgreSQL); then each endpoint's health."""
+    if not tried:
+        return
+    now = timezone.now()
+    attempts, updates = [], []
+    for t in tried:
+        d, answer = t.delivery, t.answer
+        number = d.attempts + 1
+        if t.ok:
+            status, finished, due = DeliveryStatus.SUCCEEDED, now, d.next_attempt_at
+        elif answer is None or number >= settings.WEBHOOK_MAX_ATTEMPTS:
+            status, finished, due = DeliveryStatus.FAILED, now, d.next_attempt_at
+        else:
+            status, finished, due = DeliveryStatus.PENDING, None, now + retry_delay(number)
+        attempts.append(
+            [
+                _prep(WebhookAttempt, "delivery", d.pk),
+                number,
+                _prep(WebhookAttempt, "started_at", t.started),
+                answer.duration_ms if answer else 0,
+                answer.status if answer else None,
+                answer.body if answer else "",
+                (answer.error if answer else "") or t.error,
+                t.ok,
+            ]
         )
-        if answer is not None:
-            _note_endpoint_health(delivery.webhook_id, ok=ok, now=now)
+        updates.append(
+            [
+                _prep(WebhookDelivery, "id", d.pk),
+                number,
+                status,
+                _prep(WebhookDelivery, "finished_at", finished),
+                _prep(WebhookDelivery, "next_attempt_at", due),
+            ]
+        )
+    postgres = connection.vendor == "postgresql"
+    row = "(%s::uuid, %s::int, %s::text, %s::timestamptz, %s::timestamptz)" if postgres else None
+    insert_sql = (
+        f"INSERT INTO {_ATTEMPTS} (delivery_id, number, started_at, duration_ms, "
+        "response_status, response_body, error, succeeded) VALUES "
+        + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(attempts))
+    )
+    insert_params = [p for a in attempts for p in a]
+    with transaction.atomic(), connection.cursor() as cursor:
+        if postgres:
+            cursor.execute(
+                f"WITH tried AS ({insert_sql}), "
+                f"outcome (id, attempts, status, finished_at, next_attempt_at) AS "
+                f"(VALUES {', '.join([row] * len(updates))}) "
+                f"UPDATE {_DELIVERIES} AS d SET attempts = o.attempts, status = o.status, "
+                "finished_at = o.finished_at, next_attempt_at = o.next_attempt_at "
+                "FROM outcome AS o WHERE d.id = o.id AND d.status = 'pending'",
+                insert_params + [p for u in updates for p in u],
+            )
+        else:
+            cursor.execute(insert_sql, insert_params)
+            for delivery_id, *values in updates:
+                cursor.execute(
+                    f"UPDATE {_DELIVERIES} SET attempts = %s, status = %s, finished_at = %s, "
+                    "next_attempt_at = %s WHERE id = %s AND status = 'pending'",
+                    [*values, delivery_id],
+                )
+    # Endpoint health: a failure counts; a success matters only to a failing endpoint.
+    health: dict = {}
+    for t in tried:
+        if t.answer is not None:
+            health[t.delivery.webhook_id] = (t.ok, t.delivery.webhook.failing_since)
+    for webhook_id, (ok, failing_since) in health.items():
+        if not ok or failing_since is not None:
+            with transaction.atomic():
+                _note_endpoint_health(webhook_id, ok=ok, now=now)
 
 
 def _note_endpoint_health(webhook_id, *, ok: bool, now: datetime) -> None:

@@ -11,6 +11,7 @@ class Received:
     path: str
     headers: dict
     body: bytes
+    client_port: int = 0
 
 
 @dataclass
@@ -19,14 +20,18 @@ class Receiver:
     requests: list = field(default_factory=list)
     hold: threading.Event | None = None  # when set: the first request waits for it
     arrived: threading.Event = field(default_factory=threading.Event)
+    keep_alive: bool = False  # HTTP/1.1 persistent connections
 
     def start(self):
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append(Received(self.path, dict(self.headers), body))
+                received = Received(self.path, dict(self.headers), body, self.client_address[1])
+                receiver.requests.append(received)
                 receiver.arrived.set()
                 if receiver.hold is not None and len(receiver.requests) == 1:
                     receiver.hold.wait(60)

@@ -2,6 +2,7 @@
 
 import json
 import socket
+import unittest.mock
 from datetime import timedelta
 
 import pytest
@@ -64,6 +65,39 @@ def test_three_500s_then_a_200_delivers_on_the_fourth_try(receiver, webhook_sett
     log = admin_client.get(f"/api/webhooks/{webhook.pk}/deliveries").json()["results"]
     assert [a["response_status"] for a in log[0]["attempts"]] == [500, 500, 500, 200]
     assert log[0]["status"] == "succeeded"
+
+
+@live
+def test_deliveries_taken_together_share_one_connection(webhook_settings):
+    from webhooks.sending import Connections
+
+    from .receiver import Receiver
+
+    receiver = Receiver(keep_alive=True).start()
+    opened = []
+    original = Connections.get
+
+    def counting_get(self, target, timeout):
+        connection, reused = original(self, target, timeout)
+        opened.append(reused)
+        return connection, reused
+
+    try:
+        webhook = subscribe(receiver.url)
+        for n in range(5):
+            make_report(title=f"Keep-alive {n} crash", component=f"c{n}")
+        ids = services.deliveries_claim_due(limit=10)
+        assert len(ids) == 5
+        with unittest.mock.patch.object(Connections, "get", counting_get):
+            assert services.deliveries_attempt(delivery_ids=ids) == 5
+    finally:
+        receiver.stop()
+    assert len(receiver.requests) == 5
+    assert len({r.client_port for r in receiver.requests}) == 1
+    assert opened == [False, True, True, True, True]
+    for request in receiver.requests:
+        Verifier(webhook.secret).verify(request.body, request.headers)
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
 
 
 @live
