@@ -24,7 +24,7 @@ RELEASE_SHA = env.str("RELEASE_SHA", default="")
 # SECURE_SSL_REDIRECT on). Behind a TLS-terminating proxy, SECURE_PROXY_SSL_HEADER names the
 # header it sets, e.g. `HTTP_X_FORWARDED_PROTO,https`; HSTS is only sent over HTTPS.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_REDIRECT_EXEMPT = [r"^api/health/?$"]  # load-balancer probes over plain HTTP
+SECURE_REDIRECT_EXEMPT = [r"^api/(health|ready)/?$"]  # orchestrator probes over plain HTTP
 if env.str("SECURE_PROXY_SSL_HEADER", default=""):
     SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER"))
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)

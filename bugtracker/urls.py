@@ -1,10 +1,11 @@
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from .health import HealthView
+from .health import HealthView, ReadyView
 
 urlpatterns = [
     re_path(r"^api/health/?$", HealthView.as_view(), name="health"),
+    re_path(r"^api/ready/?$", ReadyView.as_view(), name="ready"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("reports.urls")),
