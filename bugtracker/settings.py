@@ -111,6 +111,11 @@ else:
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://bugtracker")}
 
+# How many proxies of ours stand in front of the app, each appending to X-Forwarded-For:
+# the client's address is taken that many entries from the right (bugtracker/clients.py).
+# 0: the header is ignored and the address is the connection's peer (REMOTE_ADDR).
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
