@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Under DEBUG, exceptions are answered as problems too, not with the HTML debug page.
+    "bugtracker.errors.ProblemsInDebugMiddleware",
 ]
 
 ROOT_URLCONF = "bugtracker.urls"
