@@ -228,3 +228,11 @@ def test_three_gunicorn_workers_throttle_at_the_limit(tmp_path, cache):
     assert BugReport.objects.count() == 4
     counted_in_database = ThrottleWindow.objects.exists()
     assert counted_in_database == (cache == "default")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_on_postgresql_the_counts_are_unlogged():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relpersistence FROM pg_class WHERE relname = 'throttle_windows'")
+        assert cursor.fetchone() == ("u",)
