@@ -17,9 +17,9 @@ Everything comes from the environment, like the Django settings:
 Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on.
 
 Metrics (GET /metrics) add up every worker process's counters through files in
-PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode): the master sets it up before
-any worker starts, empties it (counters of an earlier run would otherwise be added in), and
-removes a directory it made itself when it exits.
+PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode): the master sets it up when
+it loads this file, before the app and any worker, empties it (counters of an earlier run would
+otherwise be added in), and removes a directory it made itself when it exits.
 """
 
 import glob
@@ -52,7 +52,8 @@ max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# The app sits behind nothing by default; behind a proxy set FORWARDED_ALLOW_IPS.
+# The app sits behind nothing by default; behind a proxy set FORWARDED_ALLOW_IPS (for the
+# scheme) and TRUSTED_PROXIES (how many X-Forwarded-For hops name the client: settings.py).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 wsgi_app = "bugtracker.wsgi:application"
 

@@ -30,6 +30,7 @@ BENCHMARKS = {
     "dedup": ["benchmarks/dedup.py", "--reports", "1000", "--rounds", "3"],
     "backfill": ["benchmarks/backfill.py", "--reports", "20000", "--databases", "postgres"],
     "webhooks": ["-m", "benchmarks.webhooks", "--reports", "2000"],
+    "throttle": ["benchmarks/throttle.py", "--requests", "2000", "--rounds", "3"],
 }
 QUICK = {
     "ingest": ["--reports", "300"],
@@ -38,6 +39,7 @@ QUICK = {
     "dedup": ["--reports", "200", "--rounds", "1", "--fingerprints", "2000"],
     "backfill": ["--reports", "2000"],
     "webhooks": ["--reports", "200"],
+    "throttle": ["--requests", "300", "--rounds", "1"],
 }
 HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all", "profile"}
 # backfill.py prints its own table: its lines are read back into rows.
