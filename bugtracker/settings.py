@@ -1,10 +1,12 @@
 """Settings come from the environment (12-factor); every variable is listed in the README."""
 
+import json
 import os
 import warnings
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -189,7 +191,29 @@ BUGTRACKER_ANONYMOUS_SUBMIT = env.bool("BUGTRACKER_ANONYMOUS_SUBMIT", default=Tr
 DEDUP_WINDOW_DAYS = env.int("DEDUP_WINDOW", default=30)
 
 BUGTRACKER_WORKER = env.bool("BUGTRACKER_WORKER", default=False)
-REMEDIATION_COMMAND = env.json("REMEDIATION_COMMAND", default=[])
+
+
+def argv_setting(name: str) -> list[str]:
+    """A JSON list of strings from the environment (an argv), or one line naming the variable."""
+    raw = env.str(name, default="")
+    if not raw.strip():
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f'{name} must be a JSON list of strings, e.g. ["/usr/local/bin/fixer", "--fast"]; '
+            f"it is not JSON ({exc})."
+        ) from None
+    if not isinstance(value, list) or not all(isinstance(part, str) and part for part in value):
+        raise ImproperlyConfigured(
+            f'{name} must be a JSON list of non-empty strings, e.g. ["/usr/local/bin/fixer"]; '
+            f"got {raw.strip()[:80]}."
+        )
+    return value
+
+
+REMEDIATION_COMMAND = argv_setting("REMEDIATION_COMMAND")
 REMEDIATION_TIMEOUT = env.float("REMEDIATION_TIMEOUT", default=600.0)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=5.0)
 WORKER_THREADS = env.int("WORKER_THREADS", default=2)
