@@ -228,6 +228,8 @@ WORKER_SHUTDOWN_SECONDS = env.float("WORKER_SHUTDOWN_SECONDS", default=10.0)
 BACKLOG_ALERT_MAX_OPEN = env.int("BACKLOG_ALERT_MAX_OPEN", default=500)
 BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=168.0)
 LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
+# Reports imported `in_progress` come in claimed by `legacy` for this long (0: not claimed).
+LEGACY_CLAIM_HOURS = env.float("LEGACY_CLAIM_HOURS", default=24.0)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
