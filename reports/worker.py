@@ -41,6 +41,7 @@ from bugtracker.work_queue import WorkQueue, close_stale_connections
 from . import automation
 from .errors import LeaseLost
 from .models import BugReport, RunOutcome
+from .serializers import ResolveSerializer
 
 logger = logging.getLogger("reports.worker")
 
@@ -280,8 +281,6 @@ def parse_result_line(line: str) -> dict[str, Any]:
     `resolved_in_release`; unknown fields refused). A line that is not a JSON object is plain
     output: {}. A JSON object that fails validation, or a line that starts like one but is not
     JSON, raises InvalidResult."""
-    from .serializers import ResolveSerializer
-
     text = (line or "").strip()
     try:
         data = json.loads(text)

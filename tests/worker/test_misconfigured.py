@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from reports import worker as worker_module
 from reports.models import AgentRun, BugReport
@@ -114,3 +115,13 @@ def test_a_command_that_cannot_start_counts_no_attempt_and_is_not_tried_again_un
         assert r.status == "resolved"
     report.refresh_from_db()
     assert report.attempts == 2, "the successful run does not count either"
+
+
+@pytest.mark.django_db
+def test_run_worker_once_with_a_missing_command_exits_saying_why(settings):
+    automatable_reports()
+    before = state()
+    settings.REMEDIATION_COMMAND = ["/nonexistent/fixer", "--fast"]
+    with pytest.raises(CommandError, match=r"^REMEDIATION_COMMAND: /nonexistent/fixer does not"):
+        call_command("run_worker", "--once")
+    assert state() == before and not AgentRun.objects.exists()

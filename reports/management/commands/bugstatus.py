@@ -100,10 +100,11 @@ class Command(BaseCommand):
                     },
                 }
             )
-        elif not alerts:
+        elif alerts:
+            for alert in alerts:
+                self.stdout.write(f"ALERT: {alert}")
+        else:
             self.stdout.write("OK: no backlog alert.")
-        for alert in [] if as_json else alerts:
-            self.stdout.write(f"ALERT: {alert}")
         if alerts:
             self.stdout.flush()
             sys.exit(1)
