@@ -1,6 +1,7 @@
 """Settings come from the environment (12-factor); every variable is listed in the README."""
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "bugtracker.deadline.DatabaseDeadlineMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before WhiteNoise too, so every response (static assets included) echoes X-Request-ID
     # and is logged; it does no I/O, so serving static files stays cheap.
@@ -79,6 +81,44 @@ TEMPLATES = [
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
 ]
+
+# Which process this is picks its server-side limits (seconds, 0 for none): a request must
+# fail fast; the worker's statements are short but it must not give up on a busy table; a
+# command (migrate, backfill_json, dedup_regroup) may legitimately run long.
+_COMMAND = sys.argv[1] if Path(sys.argv[0]).name == "manage.py" and len(sys.argv) > 1 else ""
+if _COMMAND == "run_worker":
+    _DB_TIMEOUTS = (
+        env.float("WORKER_STATEMENT_TIMEOUT", default=60.0),
+        env.float("WORKER_LOCK_TIMEOUT", default=10.0),
+    )
+elif _COMMAND and _COMMAND != "runserver":
+    _DB_TIMEOUTS = (
+        env.float("COMMAND_STATEMENT_TIMEOUT", default=0.0),
+        env.float("COMMAND_LOCK_TIMEOUT", default=60.0),
+    )
+else:
+    _DB_TIMEOUTS = (
+        env.float("DB_STATEMENT_TIMEOUT", default=30.0),
+        env.float("DB_LOCK_TIMEOUT", default=5.0),
+    )
+# A web request still waiting on PostgreSQL after this long has a connection that went
+# silent without the TCP stack noticing (a middlebox that still acknowledges): the
+# connection is cut and the request answers 503 (bugtracker/deadline.py). 0: never.
+DB_REQUEST_DEADLINE = env.float(
+    "DB_REQUEST_DEADLINE", default=_DB_TIMEOUTS[0] + 5 if _DB_TIMEOUTS[0] else 0
+)
+
+
+def _server_timeouts(statement: float, lock: float) -> dict:
+    """libpq `options` setting the server's statement and lock timeouts at connect: no
+    round trip of their own."""
+    parts = [
+        f"-c {name}={int(seconds * 1000)}"
+        for name, seconds in (("statement_timeout", statement), ("lock_timeout", lock))
+        if seconds
+    ]
+    return {"options": " ".join(parts)} if parts else {}
+
 
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
@@ -108,6 +148,16 @@ else:
             "prepare_threshold": None
             if threshold.lower() in ("off", "none", "")
             else int(threshold),
+            # Every wait bounded: a connect, a peer that vanished (keepalives), data the
+            # network stopped acknowledging (tcp_user_timeout), and on the server a
+            # statement or a lock wait that runs too long.
+            "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5),
+            "keepalives": 1,
+            "keepalives_idle": env.int("DB_KEEPALIVES_IDLE", default=10),
+            "keepalives_interval": env.int("DB_KEEPALIVES_INTERVAL", default=3),
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(env.float("DB_TCP_USER_TIMEOUT", default=20.0) * 1000),
+            **_server_timeouts(*_DB_TIMEOUTS),
         }
     )
 
