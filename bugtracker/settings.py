@@ -54,11 +54,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "bugtracker.deadline.DatabaseDeadlineMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before WhiteNoise too, so every response (static assets included) echoes X-Request-ID
     # and is logged; it does no I/O, so serving static files stays cheap.
     "telemetry.middleware.RequestContextMiddleware",
+    # Before anything that may touch the database: every wait on it is bounded.
+    "bugtracker.deadline.DatabaseDeadlineMiddleware",
     "bugtracker.http.UrlLengthMiddleware",
     # Static files (the docs page's assets) straight from gunicorn, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -110,13 +111,16 @@ DB_REQUEST_DEADLINE = env.float(
 
 
 def _server_timeouts(statement: float, lock: float) -> dict:
-    """libpq `options` setting the server's statement and lock timeouts at connect: no
-    round trip of their own."""
-    parts = [
-        f"-c {name}={int(seconds * 1000)}"
-        for name, seconds in (("statement_timeout", statement), ("lock_timeout", lock))
-        if seconds
-    ]
+    """libpq `options` setting the server's timeouts at connect: no round trip of their own.
+    A session idle inside a transaction for as long as a statement may run lost its client
+    (a killed process, a cut network): the server ends it, releasing its locks (an
+    idempotency key's row among them) instead of holding them until TCP notices."""
+    timeouts = (
+        ("statement_timeout", statement),
+        ("lock_timeout", lock),
+        ("idle_in_transaction_session_timeout", statement),
+    )
+    parts = [f"-c {name}={int(seconds * 1000)}" for name, seconds in timeouts if seconds]
     return {"options": " ".join(parts)} if parts else {}
 
 

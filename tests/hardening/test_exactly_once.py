@@ -5,8 +5,8 @@ with exactly one report, retries are answered within seconds, nothing acknowledg
 import random
 import threading
 import time
-import urllib.error
 from collections import defaultdict
+from http.client import HTTPException
 
 import pytest
 from django.db import connection
@@ -44,6 +44,12 @@ class Submitter(threading.Thread):
         self.unexpected: list = []
 
     def run(self):
+        try:
+            self.submit_until_stopped()
+        except BaseException as exc:  # a client that dies must fail the test, not pass it
+            self.unexpected.append(("exception", repr(exc)))
+
+    def submit_until_stopped(self):
         number = 0
         while not self.stop.is_set():
             number += 1
@@ -57,7 +63,7 @@ class Submitter(threading.Thread):
                     answer = http_request(
                         self.base, "POST", "/api/bug-reports", body, headers, timeout=10
                     )
-                except (OSError, urllib.error.URLError):
+                except (OSError, HTTPException):  # the server died under the request
                     time.sleep(0.05)
                     continue
                 if answer.status == 201:
