@@ -83,7 +83,7 @@ def problem_exception_handler(exc, context):
         body = problem(
             exc.status_code, exc.detail, slug=exc.type_slug, title=exc.title, **exc.extra
         )
-        return _response(body, exc.status_code)
+        return _response(body, exc.status_code, exc.headers)
     if isinstance(exc, RequestDataTooBig):
         return _response(
             problem(413, "Request body is larger than 1 MiB.", slug="payload-too-large"), 413

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -59,6 +60,8 @@ MIDDLEWARE = [
     # Before WhiteNoise too, so every response (static assets included) echoes X-Request-ID
     # and is logged; it does no I/O, so serving static files stays cheap.
     "telemetry.middleware.RequestContextMiddleware",
+    # Before anything that may touch the database: every wait on it is bounded.
+    "bugtracker.deadline.DatabaseDeadlineMiddleware",
     "bugtracker.http.UrlLengthMiddleware",
     # Static files (the docs page's assets) straight from gunicorn, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -81,6 +84,47 @@ TEMPLATES = [
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
 ]
+
+# Which process this is picks its server-side limits (seconds, 0 for none): a request must
+# fail fast; the worker's statements are short but it must not give up on a busy table; a
+# command (migrate, backfill_json, dedup_regroup) may legitimately run long.
+_COMMAND = sys.argv[1] if Path(sys.argv[0]).name == "manage.py" and len(sys.argv) > 1 else ""
+if _COMMAND == "run_worker":
+    _DB_TIMEOUTS = (
+        env.float("WORKER_STATEMENT_TIMEOUT", default=60.0),
+        env.float("WORKER_LOCK_TIMEOUT", default=10.0),
+    )
+elif _COMMAND and _COMMAND != "runserver":
+    _DB_TIMEOUTS = (
+        env.float("COMMAND_STATEMENT_TIMEOUT", default=0.0),
+        env.float("COMMAND_LOCK_TIMEOUT", default=60.0),
+    )
+else:
+    _DB_TIMEOUTS = (
+        env.float("DB_STATEMENT_TIMEOUT", default=30.0),
+        env.float("DB_LOCK_TIMEOUT", default=5.0),
+    )
+# A web request still waiting on PostgreSQL after this long has a connection that went
+# silent without the TCP stack noticing (a middlebox that still acknowledges): the
+# connection is cut and the request answers 503 (bugtracker/deadline.py). 0: never.
+DB_REQUEST_DEADLINE = env.float(
+    "DB_REQUEST_DEADLINE", default=_DB_TIMEOUTS[0] + 5 if _DB_TIMEOUTS[0] else 0
+)
+
+
+def _server_timeouts(statement: float, lock: float) -> dict:
+    """libpq `options` setting the server's timeouts at connect: no round trip of their own.
+    A session idle inside a transaction for as long as a statement may run lost its client
+    (a killed process, a cut network): the server ends it, releasing its locks (an
+    idempotency key's row among them) instead of holding them until TCP notices."""
+    timeouts = (
+        ("statement_timeout", statement),
+        ("lock_timeout", lock),
+        ("idle_in_transaction_session_timeout", statement),
+    )
+    parts = [f"-c {name}={int(seconds * 1000)}" for name, seconds in timeouts if seconds]
+    return {"options": " ".join(parts)} if parts else {}
+
 
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
@@ -110,6 +154,16 @@ else:
             "prepare_threshold": None
             if threshold.lower() in ("off", "none", "")
             else int(threshold),
+            # Every wait bounded: a connect, a peer that vanished (keepalives), data the
+            # network stopped acknowledging (tcp_user_timeout), and on the server a
+            # statement or a lock wait that runs too long.
+            "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5),
+            "keepalives": 1,
+            "keepalives_idle": env.int("DB_KEEPALIVES_IDLE", default=10),
+            "keepalives_interval": env.int("DB_KEEPALIVES_INTERVAL", default=3),
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(env.float("DB_TCP_USER_TIMEOUT", default=20.0) * 1000),
+            **_server_timeouts(*_DB_TIMEOUTS),
         }
     )
 
