@@ -31,6 +31,11 @@ def report_gauges() -> Iterator[Metric]:
         "bugtracker_reports_open", "Open reports (new to awaiting_verification).", summary["open"]
     )
     yield GaugeMetricFamily(
+        "bugtracker_open_incidents",
+        "Open canonical reports (what BACKLOG_ALERT_MAX_OPEN counts).",
+        summary["open_incidents"],
+    )
+    yield GaugeMetricFamily(
         "bugtracker_reports_sla_breached",
         "Open reports past their SLA due time.",
         summary["sla_breached"],

@@ -99,6 +99,7 @@ def test_gauges_match_bugstatus_json():
         for severity, count in row.items():
             assert value(samples, "bugtracker_reports", status=state, severity=severity) == count
     assert value(samples, "bugtracker_reports_open") == status["open"] == 5
+    assert value(samples, "bugtracker_open_incidents") == status["open_incidents"] == 5
     assert value(samples, "bugtracker_reports_sla_breached") == status["sla_breached"] == 1
     assert value(samples, "bugtracker_claims_live") == status["claims_live"] == 1
     age = value(samples, "bugtracker_oldest_open_report_age_seconds")

@@ -200,4 +200,4 @@ def test_sla_breaches_and_backlog_alerts_fire_once_per_crossing(receiver, webhoo
     bodies = [json.loads(r.body) for r in receiver.requests]
     assert {b["type"] for b in bodies} == {"sla.breached", "backlog.alert"}
     alert = next(b for b in bodies if b["type"] == "backlog.alert")
-    assert alert["data"]["alert"] == "max_open" and "3 open reports" in alert["data"]["message"]
+    assert alert["data"]["alert"] == "max_open" and "3 open incidents" in alert["data"]["message"]
