@@ -67,6 +67,9 @@ class WebhookDispatcher:
     def start(self) -> None:
         if self._scanner is not None:
             return
+        # The first alert scan comes one interval after start, not in every process's
+        # start-up burst.
+        self._last_alert_scan = time.monotonic()
         self.queue.start()
         self._scanner = threading.Thread(target=self._loop, name="webhook-scanner", daemon=True)
         self._scanner.start()

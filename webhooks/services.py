@@ -403,18 +403,22 @@ def alerts_scan(*, now: datetime | None = None) -> int:
     from reports.summary import backlog_alert_kinds
 
     now = now or timezone.now()
+    told = SlaBreachNotice.objects.filter(
+        report_id=OuterRef("pk"), sla_due_at=OuterRef("sla_due_at")
+    )
+    untold = (
+        BugReport.objects.filter(status__in=OPEN_STATUSES, sla_due_at__lt=now)
+        .exclude(Exists(told))
+        .order_by("sla_due_at", "id")
+    )
+    firing = backlog_alert_kinds()
+    known = set(BacklogAlertState.objects.values_list("kind", flat=True))
+    if not untold.exists() and known == set(firing):
+        return 0  # nothing crossed: no write transaction (SQLite's lock is everyone's)
     written = 0
     with transaction.atomic():
         _scan_lock()
-        told = SlaBreachNotice.objects.filter(
-            report_id=OuterRef("pk"), sla_due_at=OuterRef("sla_due_at")
-        )
-        fresh = list(
-            BugReport.objects.filter(status__in=OPEN_STATUSES, sla_due_at__lt=now)
-            .exclude(Exists(told))
-            .order_by("sla_due_at", "id")
-            .values_list("id", "sla_due_at")[:ALERT_SCAN_BATCH]
-        )
+        fresh = list(untold.values_list("id", "sla_due_at")[:ALERT_SCAN_BATCH])
         SlaBreachNotice.objects.bulk_create(
             [SlaBreachNotice(report_id=rid, sla_due_at=due, created_at=now) for rid, due in fresh]
         )
@@ -422,7 +426,6 @@ def alerts_scan(*, now: datetime | None = None) -> int:
             outbox.enqueue(event_type=EventType.SLA_BREACHED, report_id=report_id, event_at=due)
             written += 1
 
-        firing = backlog_alert_kinds()
         BacklogAlertState.objects.exclude(kind__in=list(firing)).delete()
         known = set(BacklogAlertState.objects.values_list("kind", flat=True))
         for kind, message in firing.items():
