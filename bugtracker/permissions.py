@@ -18,7 +18,7 @@ def is_admin(request) -> bool:
     return caller_role(request) == Role.ADMIN
 
 
-class _RoleAtLeast(BasePermission):
+class RoleAtLeast(BasePermission):
     minimum: str = Role.ADMIN
     message = "Your API key's role may not do this."
 
@@ -27,13 +27,13 @@ class _RoleAtLeast(BasePermission):
         return role is not None and ROLE_LEVEL[role] >= ROLE_LEVEL[self.minimum]
 
 
-class IsReporter(_RoleAtLeast):
+class IsReporter(RoleAtLeast):
     minimum = Role.REPORTER
 
 
-class IsAgent(_RoleAtLeast):
+class IsAgent(RoleAtLeast):
     minimum = Role.AGENT
 
 
-class IsAdmin(_RoleAtLeast):
+class IsAdmin(RoleAtLeast):
     minimum = Role.ADMIN

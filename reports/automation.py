@@ -1,7 +1,7 @@
 """Services of automated remediation: claiming for the worker and recording its runs.
 
 Each is one transaction and writes its events there. The claim itself goes through the
-same claim machinery as agents (`claimable_reports` + `_take_claim`), so workers in
+same claim machinery as agents (`claimable_reports` + `take_claim`), so workers in
 several processes and agents never hold one report at the same time.
 """
 
@@ -13,20 +13,17 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from .models import AgentRun, BugReport, EventKind, RunOutcome, Status
-from .services import (
+from .claims import claimable_reports, hash_token, lease_length, require_token, take_claim
+from .lifecycle import (
     NO_CLAIM,
-    _lease,
-    _locked,
-    _require_token,
-    _save,
-    _status_changes,
-    _take_claim,
-    claimable_reports,
     db_now,
-    event_write,
-    hash_token,
+    lock_report,
+    resolve_duplicates,
+    save_changes,
+    status_changes,
+    write_event,
 )
+from .models import AgentRun, BugReport, EventKind, RunOutcome, Status
 
 WORKER_HOLDER_PREFIX = "worker:"
 AUTOMATION_STATUSES = (Status.NEW, Status.TRIAGED)
@@ -67,7 +64,7 @@ def report_claim_for_automation(
     Like `report_claim_next`, but it also takes back `in_progress` reports whose worker died
     mid-run (their lease expired): a killed worker loses nothing.
     """
-    lease = _lease(lease_seconds)
+    lease = lease_length(lease_seconds)
     with transaction.atomic():
         now = db_now()
         report = (
@@ -75,21 +72,21 @@ def report_claim_for_automation(
         )
         if report is None:
             return None
-        return _take_claim(report, actor=actor, lease=lease, now=now)
+        return take_claim(report, actor=actor, lease=lease, now=now)
 
 
 def run_start(*, report_id, actor: str, claim_token: str, command: list[str]) -> AgentRun:
     """Record that a remediation run begins; runs left unfinished by a dead worker become
     `crashed`. The caller must hold the report's live claim."""
     with transaction.atomic():
-        report = _locked(report_id)
+        report = lock_report(report_id)
         now = db_now()
-        _require_token(report, claim_token, now)
+        require_token(report, claim_token, now)
         for orphan in AgentRun.objects.select_for_update().filter(
             report=report, finished_at__isnull=True
         ):
             _finish(orphan, outcome=RunOutcome.CRASHED, error=CRASHED_RUN_ERROR, now=now)
-            event_write(
+            write_event(
                 report=report,
                 kind=EventKind.RUN_FAILED,
                 actor="system",
@@ -107,8 +104,8 @@ def run_start(*, report_id, actor: str, claim_token: str, command: list[str]) ->
             command=list(command),
             started_at=now,
         )
-        _save(report, {})
-        event_write(
+        save_changes(report, {})
+        write_event(
             report=report,
             kind=EventKind.AGENT_ACTION,
             actor=actor,
@@ -172,7 +169,7 @@ def report_run_succeeded(
     """The runner exited 0: close the run and resolve the report (or hand it over for
     verification) with what the runner said, clearing the claim."""
     with transaction.atomic():
-        report = _locked(report_id)
+        report = lock_report(report_id)
         now = db_now()
         run = AgentRun.objects.select_for_update().get(pk=run_id, report=report)
         ours = _holds_claim(report, claim_token)
@@ -191,15 +188,15 @@ def report_run_succeeded(
         target = Status.AWAITING_VERIFICATION if verify else Status.RESOLVED
         before = report.status
         notes = resolution_notes or f"Resolved by automated remediation (run {run.attempt})."
-        changes: dict[str, Any] = _status_changes(report, target) if before != target else {}
+        changes: dict[str, Any] = status_changes(report, target) if before != target else {}
         changes.update(
             NO_CLAIM,
             resolution_notes=notes,
             commit_shas=list(commit_shas) if commit_shas is not None else report.commit_shas,
             next_attempt_at=None,
         )
-        _save(report, changes)
-        event_write(
+        save_changes(report, changes)
+        write_event(
             report=report,
             kind=EventKind.RESOLVED,
             actor=actor,
@@ -213,8 +210,6 @@ def report_run_succeeded(
             },
         )
         if target == Status.RESOLVED:
-            from .services import resolve_duplicates
-
             resolve_duplicates(report=report, actor=actor)
         return report
 
@@ -236,7 +231,7 @@ def report_run_failed(
     turn automation off with a note for humans."""
     max_attempts = settings.MAX_ATTEMPTS if max_attempts is None else max_attempts
     with transaction.atomic():
-        report = _locked(report_id)
+        report = lock_report(report_id)
         now = db_now()
         run = AgentRun.objects.select_for_update().get(pk=run_id, report=report)
         ours = _holds_claim(report, claim_token)
@@ -250,7 +245,7 @@ def report_run_failed(
             else f"{error} (The lease was lost meanwhile; the report was not changed.)",
             now=now,
         )
-        event_write(
+        write_event(
             report=report,
             kind=EventKind.RUN_FAILED,
             actor=actor,
@@ -273,13 +268,13 @@ def report_run_failed(
         )
         if give_up:
             changes["automation_enabled"] = False
-        _save(report, changes)
+        save_changes(report, changes)
         retry = (
             "automation is now off"
             if give_up
             else f"next attempt after {report.next_attempt_at.isoformat()}"
         )
-        event_write(
+        write_event(
             report=report,
             kind=EventKind.RELEASED,
             actor=actor,
@@ -291,7 +286,7 @@ def report_run_failed(
             },
         )
         if give_up:
-            event_write(
+            write_event(
                 report=report,
                 kind=EventKind.AUTOMATION_DISABLED,
                 actor=actor,
@@ -311,15 +306,15 @@ def report_run_abandoned(
     """The worker is stopping (or could not start the run): close the run as `crashed` and give
     the report back without counting an attempt, so the next worker takes it at once."""
     with transaction.atomic():
-        report = _locked(report_id)
+        report = lock_report(report_id)
         now = db_now()
         if run_id is not None:
             run = AgentRun.objects.select_for_update().get(pk=run_id, report=report)
             _finish(run, outcome=RunOutcome.CRASHED, error=reason, now=now)
         if not _holds_claim(report, claim_token):
             return report
-        _save(report, _give_back(report))
-        event_write(
+        save_changes(report, _give_back(report))
+        write_event(
             report=report,
             kind=EventKind.RELEASED,
             actor=actor,
@@ -334,7 +329,7 @@ def _give_back(report: BugReport) -> dict[str, Any]:
     (as a release does); any other status someone set meanwhile stays."""
     changes: dict[str, Any] = dict(NO_CLAIM)
     if report.status == Status.IN_PROGRESS:
-        changes.update(_status_changes(report, Status.TRIAGED))
+        changes.update(status_changes(report, Status.TRIAGED))
     return changes
 
 

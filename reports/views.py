@@ -21,10 +21,11 @@ from bugtracker.idempotency import idempotent
 from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.permissions import IsAdmin, IsAgent, IsReporter, caller_id, caller_role, is_admin
 from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
+from dedup.curation import report_merge, report_split
 from dedup.serializers import MergeSerializer
-from dedup.services import report_merge, report_split
+from telemetry.context import submission_context
 
-from . import services
+from . import claims, services
 from .filters import BugReportFilter
 from .models import AgentRun, BugReport
 from .selectors import report_events, report_list, report_with_counts
@@ -41,6 +42,7 @@ from .serializers import (
     ResolveSerializer,
 )
 from .serializers_runs import AgentRunSerializer
+from .summary import report_summary
 
 ASC, DESC = False, True
 ORDERINGS = {
@@ -94,10 +96,6 @@ ORDERING_PARAM = OpenApiParameter(
 
 def _with_request_context(data: dict, request) -> dict:
     """Fill trace/request/release ids the body left out from the request's own context."""
-    try:
-        from telemetry.context import submission_context
-    except ImportError:
-        return data
     context = submission_context(request)
     for field in ("trace_id", "request_id", "release_sha"):
         if not data.get(field) and context.get(field):
@@ -322,7 +320,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         serializer.is_valid(raise_exception=True)
         # The response is read in the claim's transaction: a token is never lost to a failed read.
         with transaction.atomic():
-            report, token = services.report_claim(
+            report, token = claims.report_claim(
                 report_id=self.report_id(),
                 actor=caller_id(request),
                 lease_seconds=serializer.validated_data.get("lease_seconds"),
@@ -352,7 +350,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         lease_seconds = filters.pop("lease_seconds", None)
         # The claimed report comes back with everything the response shows: nothing is read
         # after the claim commits, so a token cannot be lost to a failed read.
-        claimed = services.report_claim_next(
+        claimed = claims.report_claim_next(
             actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
         )
         if claimed is None:
@@ -370,7 +368,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def heartbeat(self, request, *args, **kwargs):
         serializer = LeaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_heartbeat(
+        report = claims.report_heartbeat(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token", ""),
@@ -389,7 +387,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def release(self, request, *args, **kwargs):
         serializer = ReleaseClaimSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_release(
+        report = claims.report_release(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token"),
@@ -412,7 +410,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def resolve(self, request, *args, **kwargs):
         serializer = ResolveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_resolve(
+        report = claims.report_resolve(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token"),
@@ -468,6 +466,4 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     )
     @action(detail=False, methods=["get"], pagination_class=None, filterset_class=None)
     def summary(self, request, *args, **kwargs):
-        from .summary import report_summary
-
         return Response(report_summary())

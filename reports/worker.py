@@ -585,7 +585,7 @@ class RemediationWorker:
         return False
 
     def _heartbeat(self, report_id, token: str) -> bool:
-        from .services import report_heartbeat
+        from .claims import report_heartbeat
 
         try:
             report_heartbeat(
@@ -621,7 +621,7 @@ class RemediationWorker:
                 logger.exception("Worker %s: %s failed.", self.holder, duty.name)
 
     def _sweep_leases(self) -> None:
-        from .services import leases_sweep
+        from .claims import leases_sweep
 
         swept = leases_sweep()
         if swept:

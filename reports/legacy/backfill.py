@@ -30,7 +30,7 @@ from django.db import transaction
 from reports.models import BugReport
 
 from .bulk import import_tuning
-from .files import RawRecord, iter_legacy_files, legacy_roots, path_key, read_records
+from .files import RawRecord, atomic_write, iter_legacy_files, legacy_roots, path_key, read_records
 from .mapping import InvalidReport, map_legacy
 from .services import (
     IMPORT_ACTOR,
@@ -267,10 +267,7 @@ class Backfill:
             self.summary.grouped = None
             return
         grouped = legacy_reports_group(actor=self.actor, on_progress=self.callbacks.on_group)
-        if grouped is None:
-            self.summary.grouped = None
-        else:
-            self.summary.grouped = (self.summary.grouped or 0) + grouped
+        self.summary.grouped = (self.summary.grouped or 0) + grouped
 
     # -- archive -------------------------------------------------------------------------
 
@@ -461,17 +458,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory and a rename: readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,9 +1,9 @@
-"""Grouping imported reports in bulk, with the result of `report_group(reopen=False)` on each.
+"""Grouping imported reports in bulk, with the result of `report_group` on each.
 
-`dedup.services.report_group` files one report at a time (a handful of queries each); a
+`dedup.grouping.report_group` files one report at a time (a handful of queries each); a
 backfill of 100,000 reports cannot afford that. This pass takes the imported reports not
-grouped yet in `created_at` order, a chunk at a time, and applies the same rules in memory:
-the fingerprint from `dedup.services.report_fingerprint`, the live group of that fingerprint
+grouped yet in `created_at` order, a chunk at a time, and applies the same rules (`dedup/rules.py`) in
+memory: the fingerprint from `dedup.groups.report_fingerprint`, the live group of that fingerprint
 (or the group it was merged into), the dedup window (`dedup_window`; none for imports), a
 new group with the report as canonical otherwise, occurrences / first and last seen /
 releases seen, the `duplicate_linked` event with the stale reason when the canonical is
@@ -20,7 +20,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from dedup import rules
+from dedup.grouping import canonical_done_at, first_deployed_at
+from dedup.groups import dedup_window, report_fingerprint
+from dedup.models import DedupGroup
 from reports.models import DONE_STATUSES, BugReport, BugReportEvent, EventKind
+from telemetry.models import Release
 
 from .bulk import in_list, insert_rows, update_rows
 
@@ -69,9 +74,7 @@ class _Conflict(Exception):
 def legacy_reports_group_bulk(
     *, actor: str, on_progress: Callable | None = None, chunk_size: int = CHUNK_SIZE
 ) -> int:
-    from dedup import services as dedup
-
-    run = _Pass(dedup, actor)
+    run = _Pass(actor)
     pending = BugReport.objects.filter(legacy_id__isnull=False, fingerprint__isnull=True)
     done = 0
     after: tuple | None = None
@@ -97,8 +100,7 @@ def legacy_reports_group_bulk(
 
 
 class _Pass:
-    def __init__(self, dedup, actor: str):
-        self.dedup = dedup
+    def __init__(self, actor: str):
         self.actor = actor
         self.done_at: dict = {}
         self.registry: _Registry | None = None
@@ -107,7 +109,6 @@ class _Pass:
         self.done_at = {}
 
     def chunk(self, ids: list) -> int:
-        dedup = self.dedup
         rows = (
             BugReport.objects.filter(pk__in=in_list(ids, uuids=True), fingerprint__isnull=True)
             .order_by("created_at", "id")
@@ -117,7 +118,7 @@ class _Pass:
         reports = [_Row(zip(REPORT_FIELDS, row, strict=True)) for row in rows]
         if not reports:
             return 0
-        fingerprints = {r.pk: dedup.report_fingerprint(r) for r in reports}
+        fingerprints = {r.pk: report_fingerprint(r) for r in reports}
         slots = self._slots({fp.hex for fp in fingerprints.values()})
         members = self._member_first_seen(slots, reports)
         self.done_at.update(
@@ -135,8 +136,10 @@ class _Pass:
         for report in reports:
             fp = fingerprints[report.pk]
             group, slot_id = slots.get(fp.hex, (None, None))
-            window = dedup.dedup_window(report)
-            if group is not None and dedup._lapsed(group, report.created_at, window):
+            window = dedup_window(report)
+            if group is not None and rules.lapsed(
+                last_seen=group.last_seen, occurred=report.created_at, window=window
+            ):
                 retired.append(slot_id)
                 group = None
             if group is None:
@@ -156,24 +159,22 @@ class _Pass:
             stale = None
             if canonical.status in DONE_STATUSES:
                 stale = self._stale(group, canonical, report.release_sha, members)
-            _count_occurrence(group, report)
+            rules.count_occurrence(group, at=report.created_at, release=report.release_sha)
             if group.pk not in new_groups:
                 touched[group.pk] = group
-            data = {
-                "canonical": str(canonical.pk),
-                "group": str(group.pk),
-                "fingerprint": fp.hex,
-                "occurrences": group.occurrences,
-            }
-            if stale:
-                data["stale"] = stale
             events.append(
                 (
                     report.pk,
                     EventKind.DUPLICATE_LINKED,
                     self.actor,
-                    f"Duplicate of {canonical.pk} (occurrence {group.occurrences}).",
-                    data,
+                    rules.duplicate_message(canonical=canonical.pk, occurrences=group.occurrences),
+                    rules.duplicate_data(
+                        canonical=canonical.pk,
+                        group=group.pk,
+                        fingerprint=fp.hex,
+                        occurrences=group.occurrences,
+                        stale=stale,
+                    ),
                     report.created_at,
                 )
             )
@@ -182,8 +183,6 @@ class _Pass:
 
     def _slots(self, hexes: set[str]) -> dict:
         """fingerprint → (the group its occurrences go to, the active group holding it)."""
-        from dedup.models import DedupGroup
-
         locked = DedupGroup.objects.select_related("canonical").filter(
             fingerprint__in=in_list(hexes), active=True
         )
@@ -210,8 +209,7 @@ class _Pass:
 
     @staticmethod
     def _done_at_of(reports: list) -> dict:
-        """When each resolved or closed report became so, as dedup's `_done_since` says:
-        `resolved_at`, else its last move into resolved/closed, else `updated_at`."""
+        """When each resolved or closed report became so (rules.done_at)."""
         done = [r for r in reports if r.status in DONE_STATUSES]
         moved = {}
         unresolved = [r.pk for r in done if not r.resolved_at]
@@ -227,7 +225,14 @@ class _Pass:
             for report_id, created_at, data in events:
                 if isinstance(data, dict) and data.get("to") in DONE_STATUSES:
                     moved[report_id] = created_at  # in time order: the last one wins
-        return {r.pk: r.resolved_at or moved.get(r.pk) or r.updated_at for r in done}
+        return {
+            r.pk: rules.done_at(
+                resolved_at=r.resolved_at,
+                last_done_move_at=moved.get(r.pk),
+                updated_at=r.updated_at,
+            )
+            for r in done
+        }
 
     def _member_first_seen(self, slots: dict, reports: list) -> dict:
         """(group, release) → the first member with that release, for the stale rules."""
@@ -246,12 +251,7 @@ class _Pass:
         return {(row["dedup_group_id"], row["release_sha"]): row["first"] for row in rows}
 
     def _stale(self, group, canonical, release: str | None, members: dict) -> str | None:
-        """dedup.services.stale_reason, answered from what this pass holds in memory."""
-        dedup = self.dedup
-        if not release:
-            return None
-        if dedup._sha_matches(release, canonical.resolved_in_release):
-            return "resolved_in_release"
+        """rules.stale_reason, with its facts from what this pass holds in memory."""
         if canonical.pk not in self.done_at:
             instance = canonical
             if not isinstance(canonical, BugReport):
@@ -260,21 +260,24 @@ class _Pass:
                     resolved_at=canonical.resolved_at,
                     updated_at=canonical.updated_at,
                 )
-            self.done_at[canonical.pk] = dedup._done_since(instance)
-        done_at = self.done_at[canonical.pk]
-        if release in _releases(group):
-            first = members.get((group.pk, release))
-            if first is not None and first < done_at:
-                return "seen_before_resolution"
-        if self.registry is None:
-            self.registry = _Registry(min_prefix=dedup._MIN_SHA_PREFIX)
-        if self.registry.deployed_before(release, done_at):
-            return "deployed_before_resolution"
-        return None
+            self.done_at[canonical.pk] = canonical_done_at(instance)
+        seen_at = deployed_at = None
+        if release:
+            if release in (group.releases_seen or []):
+                seen_at = members.get((group.pk, release))
+            if self.registry is None:
+                self.registry = _Registry()
+            deployed_at = self.registry.first_deployed(release)
+        facts = rules.StaleFacts(
+            release=release,
+            resolved_in_release=canonical.resolved_in_release,
+            done_at=self.done_at[canonical.pk],
+            release_seen_at=seen_at,
+            release_deployed_at=deployed_at,
+        )
+        return rules.stale_reason(facts)
 
     def _write(self, new_groups, touched, retired, links, events) -> None:
-        from dedup.models import DedupGroup
-
         if retired:
             DedupGroup.objects.filter(pk__in=retired).update(active=False)
         insert_rows(DedupGroup, GROUP_ATTNAMES, [g.row() for g in new_groups.values()])
@@ -304,25 +307,6 @@ class _Row:
     def __init__(self, items):
         self.__dict__.update(items)
         self.pk = self.id
-
-
-def _releases(group) -> set:
-    """The group's releases_seen as a set, kept beside the list (membership in O(1))."""
-    seen = getattr(group, "_release_set", None)
-    if seen is None:
-        seen = group._release_set = set(group.releases_seen or [])
-    return seen
-
-
-def _count_occurrence(group, report) -> None:
-    group.occurrences += 1
-    group.first_seen = min(group.first_seen, report.created_at)
-    group.last_seen = max(group.last_seen, report.created_at)
-    release = report.release_sha
-    if release and release not in _releases(group):
-        group.releases_seen = group.releases_seen or []
-        group.releases_seen.append(release)  # our own copy, loaded for this chunk
-        group._release_set.add(release)
 
 
 class _NewGroup:
@@ -360,14 +344,12 @@ class _NewGroup:
 class _Registry:
     """The release registry, for "deployed before the resolution": in memory when it is small.
 
-    Matches like the query in `stale_reason`: the same SHA, or (for 7+ characters) a
-    registered SHA that starts with it; SQLite's LIKE ignores ASCII case, so here too.
+    Matches like `dedup.grouping.first_deployed_at`: the same SHA, or (when
+    rules.registry_prefix_ok) a registered SHA that starts with it; SQLite's LIKE ignores
+    ASCII case, so here too.
     """
 
-    def __init__(self, *, min_prefix: int):
-        from telemetry.models import Release
-
-        self.min_prefix = min_prefix
+    def __init__(self):
         self.fold = connection.vendor == "sqlite"
         self.cache: dict = {}
         self.first_deploy: dict[str, object] | None = None
@@ -379,29 +361,22 @@ class _Registry:
             self.first_deploy = first
             self.folded = sorted((sha.lower() if self.fold else sha, sha) for sha in first)
 
-    def deployed_before(self, release: str, moment) -> bool:
-        if self.first_deploy is None:
-            return self._query(release, moment)
+    def first_deployed(self, release: str):
+        """The first deploy of `release` (or of a SHA it is a prefix of), or None."""
+        if release not in self.cache:
+            if self.first_deploy is None:
+                self.cache[release] = first_deployed_at(release)
+            else:
+                self.cache[release] = self._in_memory(release)
+        return self.cache[release]
+
+    def _in_memory(self, release: str):
         first = self.first_deploy
-        if release in first and first[release] < moment:
-            return True
-        if len(release) < self.min_prefix:
-            return False
-        needle = release.lower() if self.fold else release
-        i = bisect.bisect_left(self.folded, (needle, ""))
-        while i < len(self.folded) and self.folded[i][0].startswith(needle):
-            if first[self.folded[i][1]] < moment:
-                return True
-            i += 1
-        return False
-
-    def _query(self, release: str, moment) -> bool:
-        from telemetry.models import Release
-
-        key = (release, moment)
-        if key not in self.cache:
-            match = Q(sha=release)
-            if len(release) >= self.min_prefix:
-                match |= Q(sha__startswith=release)
-            self.cache[key] = Release.objects.filter(deployed_at__lt=moment).filter(match).exists()
-        return self.cache[key]
+        times = [first[release]] if release in first else []
+        if rules.registry_prefix_ok(release):
+            needle = release.lower() if self.fold else release
+            i = bisect.bisect_left(self.folded, (needle, ""))
+            while i < len(self.folded) and self.folded[i][0].startswith(needle):
+                times.append(first[self.folded[i][1]])
+                i += 1
+        return min(times, default=None)

@@ -103,7 +103,7 @@ class LegacyEvent:
     def as_json(self) -> dict:
         return {
             "kind": self.kind,
-            "created_at": _iso(self.created_at),
+            "created_at": legacy_iso(self.created_at),
             "actor": self.actor,
             "message": self.message,
             "data": self.data,
@@ -155,7 +155,7 @@ def parse_timestamp(value: Any) -> datetime:
     raise ValueError(f"{type(value).__name__} is not a timestamp")
 
 
-def _iso(value: datetime | None) -> str | None:
+def legacy_iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

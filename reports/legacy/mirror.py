@@ -24,7 +24,8 @@ from django.db import transaction
 
 from reports.models import BugReport, BugReportEvent, EventKind
 
-from .mapping import KNOWN_KEYS, MIRROR_MARKER, _iso
+from .files import atomic_write
+from .mapping import KNOWN_KEYS, MIRROR_MARKER, legacy_iso
 
 logger = logging.getLogger("reports.legacy.mirror")
 
@@ -37,8 +38,9 @@ MIRRORED_EVENT_KINDS = (
 )
 
 
-def mirror_on_commit(report_id) -> None:
-    """Schedule the mirror of one report after the current transaction commits (if enabled)."""
+def mirror_on_commit(sender=None, *, report_id, **kwargs) -> None:
+    """`report_changed` receiver: when LEGACY_MIRROR_DIR is set, mirror the report once
+    the current transaction commits."""
     directory = settings.LEGACY_MIRROR_DIR
     if directory:
         transaction.on_commit(partial(_mirror_quietly, report_id, directory))
@@ -60,8 +62,6 @@ def mirror_path(report: BugReport, directory: str | os.PathLike) -> Path:
 
 def mirror_write(*, report_id, directory: str | os.PathLike) -> Path | None:
     """Write the report's current state as a legacy file; returns its path."""
-    from .backfill import atomic_write
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with _directory_lock(directory):
@@ -106,11 +106,11 @@ def legacy_record(report: BugReport, events: list[BugReportEvent]) -> dict:
         "severity": report.severity,
         "category": report.category,
         "source": report.source,
-        "created_at": _iso(report.created_at),
-        "updated_at": _iso(report.updated_at),
+        "created_at": legacy_iso(report.created_at),
+        "updated_at": legacy_iso(report.updated_at),
     }
     if report.resolved_at:
-        record["resolved_at"] = _iso(report.resolved_at)
+        record["resolved_at"] = legacy_iso(report.resolved_at)
     reporter_rest = extra.get("reporter") if isinstance(extra.get("reporter"), dict) else None
     if report.reporter_id is not None:
         record["reporter"] = (
@@ -138,7 +138,7 @@ def legacy_record(report: BugReport, events: list[BugReportEvent]) -> dict:
         record["context"] = context
     record["agent"] = _agent(report, events, extra)
     notes = [
-        {"at": _iso(e.created_at), "author": e.actor, "text": e.message}
+        {"at": legacy_iso(e.created_at), "author": e.actor, "text": e.message}
         for e in events
         if e.kind == EventKind.NOTE
     ]
@@ -146,7 +146,7 @@ def legacy_record(report: BugReport, events: list[BugReportEvent]) -> dict:
         record["notes"] = notes
     history = [
         {
-            "at": _iso(e.created_at),
+            "at": legacy_iso(e.created_at),
             "from": e.data.get("from"),
             "to": e.data.get("to"),
             "by": e.actor,

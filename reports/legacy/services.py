@@ -11,10 +11,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.fields.json import KT
 
+from dedup.grouping import report_group
+from reports.lifecycle import sla_due_for
 from reports.models import BugReport, BugReportEvent, EventKind
-from reports.services import sla_due_for
 
 from .bulk import in_list, insert_rows
+from .grouping import legacy_reports_group_bulk
 from .mapping import LegacyReport
 
 logger = logging.getLogger("reports.legacy")
@@ -150,36 +152,18 @@ def _insert(items: list[BatchItem], *, actor: str) -> None:
     insert_rows(BugReportEvent, EVENT_ATTNAMES, events)
 
 
-def _report_group() -> Callable | None:
-    """dedup's grouping service, when that app provides it."""
-    try:
-        from dedup import services as dedup_services
-    except ImportError:
-        return None
-    return getattr(dedup_services, "report_group", None)
-
-
-def grouping_available() -> bool:
-    return _report_group() is not None
-
-
 def legacy_reports_group(
     *, actor: str = IMPORT_ACTOR, on_progress: Callable | None = None, one_by_one: bool = False
-) -> int | None:
+) -> int:
     """Group every imported report not grouped yet, oldest first; never reopens anything.
 
     Going through them in `created_at` order (whatever order the files were read in, and
     across batch boundaries) makes the groups the same for every run over the same reports.
     Each chunk (or, `one_by_one`, each report through `report_group` itself) is its own
     transaction, so a killed run resumes here where it stopped. Returns how many were
-    grouped, or None when the dedup app offers no grouping.
+    grouped.
     """
-    group = _report_group()
-    if group is None:
-        return None
     if not one_by_one:
-        from .grouping import legacy_reports_group_bulk
-
         return legacy_reports_group_bulk(actor=actor, on_progress=on_progress)
     pending = BugReport.objects.filter(legacy_id__isnull=False, fingerprint__isnull=True)
     done = 0
@@ -197,7 +181,7 @@ def legacy_reports_group(
             # Fetched one at a time: grouping the previous report may have changed this one.
             report = BugReport.objects.filter(pk=pk, fingerprint__isnull=True).first()
             if report is not None:
-                group(report=report, actor=actor, reopen=False)
+                report_group(report=report, actor=actor)
                 done += 1
             if on_progress is not None:
                 on_progress(1)

@@ -12,7 +12,6 @@ from django.core.management import CommandError, call_command
 
 from dedup.models import DedupGroup
 from reports.legacy.backfill import Backfill
-from reports.legacy.services import grouping_available
 from reports.models import BugReport, BugReportEvent
 
 pytestmark = pytest.mark.django_db
@@ -398,7 +397,6 @@ def test_a_checkpoint_of_a_finished_run_does_nothing_more(tmp_path):
         call_command("backfill_json", str(tmp_path / "elsewhere"), "--checkpoint", str(checkpoint))
 
 
-@pytest.mark.skipif(not grouping_available(), reason="dedup.services.report_group not there yet")
 def test_the_samples_duplicates_share_a_canonical_and_different_errors_never_do():
     backfill(SAMPLE / "reports", expect_exit=1)
 

@@ -8,19 +8,20 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from dedup.curation import report_merge
 from dedup.models import DedupGroup
-from reports.legacy import services as legacy_services
+from reports.claims import report_resolve
+from reports.legacy import backfill as legacy_backfill
 from reports.legacy.backfill import Backfill
 from reports.legacy.grouping import legacy_reports_group_bulk
 from reports.legacy.services import legacy_reports_group
 from reports.models import BugReport, BugReportEvent
-from reports.services import report_create, report_resolve
+from reports.services import report_create
 from telemetry.models import Release
 
 pytestmark = pytest.mark.django_db
 
 SAMPLE = Path(settings.BASE_DIR) / "tests" / "fixtures" / "legacy-sample" / "reports"
-dedup_services = pytest.importorskip("dedup.services")
 
 FRAMES = {
     "ValueError": ("billing/invoice.py", "parse_amount"),
@@ -121,7 +122,7 @@ def existing_state() -> None:
         },
     )
     # TimeoutErrors of the jobs component now go to the KeyError group (a merge by hand).
-    dedup_services.report_merge(report_id=merged.pk, into_id=keep.pk, actor="admin")
+    report_merge(report_id=merged.pk, into_id=keep.pk, actor="admin")
     for n, sha in enumerate(RELEASES[2:4]):
         Release.objects.create(
             sha=sha, environment="production", deployed_at=START + timedelta(days=10 * n)
@@ -130,12 +131,12 @@ def existing_state() -> None:
 
 
 def import_ungrouped(path: Path) -> None:
-    original = legacy_services._report_group
-    legacy_services._report_group = lambda: None
+    original = legacy_backfill.legacy_reports_group
+    legacy_backfill.legacy_reports_group = lambda **kwargs: 0
     try:
         Backfill([path], batch_size=50).run()
     finally:
-        legacy_services._report_group = original
+        legacy_backfill.legacy_reports_group = original
 
 
 def snapshot() -> tuple:

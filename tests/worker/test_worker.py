@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from reports import automation
+from reports.claims import report_claim, report_heartbeat
 from reports.models import AgentRun, BugReport
-from reports.services import report_claim, report_heartbeat
 from reports.worker import RemediationWorker
 from tests.factories import make_report
 

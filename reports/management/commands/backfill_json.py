@@ -3,6 +3,7 @@
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -14,7 +15,7 @@ from reports.legacy.backfill import (
     Summary,
 )
 from reports.legacy.files import count_legacy_files
-from reports.legacy.services import IMPORT_ACTOR, grouping_available
+from reports.legacy.services import IMPORT_ACTOR
 
 
 class Command(BaseCommand):
@@ -86,7 +87,7 @@ class Command(BaseCommand):
             if options["watch"]:
                 summary = self._watch(backfill, options)
             else:
-                with progress or _nothing():
+                with progress or nullcontext():
                     summary = backfill.run()
         except CheckpointMismatch as exc:
             raise CommandError(str(exc)) from None
@@ -129,10 +130,7 @@ class Command(BaseCommand):
             ("invalid", summary.invalid),
         ]
         if not dry_run:
-            grouped = summary.grouped
-            rows.append(
-                ("grouped", "skipped (dedup offers no grouping)" if grouped is None else grouped)
-            )
+            rows.append(("grouped", summary.grouped))
         if summary.archived:
             rows.append(("archived files", summary.archived))
         out.write("Summary:")
@@ -147,14 +145,6 @@ class Command(BaseCommand):
             for bad in summary.invalid_details:
                 where = bad["file"] + (f" {bad['location']}" if bad["location"] else "")
                 out.write(f"  {where}: {bad['reason']}")
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _Progress:
@@ -181,7 +171,6 @@ class _Progress:
         )
         self.files = self.progress.add_task("files", total=count_legacy_files(paths), counts="")
         self.grouping = None
-        self.grouping_enabled = grouping_available()
 
     def __enter__(self):
         self.progress.__enter__()
