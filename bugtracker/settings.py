@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "reports",
     "telemetry",
     "dedup",
+    "legacy",
 ]
 
 MIDDLEWARE = [

@@ -6,11 +6,6 @@ class ReportsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # Imported here, not at the top: the mirror reads models, which need the app registry.
-        from .legacy.mirror import mirror_on_commit
-        from .signals import report_changed
-
-        report_changed.connect(mirror_on_commit, dispatch_uid="legacy-mirror")
         # ready() runs for every command and may run twice: the guard starts the worker only
         # when BUGTRACKER_WORKER is on, in a process that serves the app, once per process.
         from .worker import start_if_serving

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from reports.legacy.mapping import MIRROR_MARKER
+from legacy.mapping import MIRROR_MARKER
 from reports.models import BugReport
 from reports.services import report_add_event, report_create, report_transition, report_update
 

@@ -19,7 +19,7 @@ from reports.models import BugReport, EventKind, Severity, Source, Status
 
 # Deterministic primary keys: the same legacy id always becomes the same row, in every run.
 LEGACY_NAMESPACE = uuid.UUID("6f1c0b1e-4a52-5d4e-9a57-3b0c8f2d9e11")
-# Files the LEGACY_MIRROR_DIR writer produces carry this key (see reports/legacy/mirror.py).
+# Files the LEGACY_MIRROR_DIR writer produces carry this key (see legacy/mirror.py).
 MIRROR_MARKER = "_bugtracker"
 
 STATUS_MAP = {

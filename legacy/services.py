@@ -11,12 +11,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.fields.json import KT
 
+from bugtracker.bulk import in_list, insert_rows
+from dedup.bulk import legacy_reports_group_bulk
 from dedup.grouping import report_group
 from reports.lifecycle import sla_due_for
 from reports.models import BugReport, BugReportEvent, EventKind
 
-from .bulk import in_list, insert_rows
-from .grouping import legacy_reports_group_bulk
 from .mapping import LegacyReport
 
 logger = logging.getLogger("reports.legacy")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from django.db.models.fields.json import KT
 
+from bugtracker.bulk import in_list
 from reports.models import BugReport
 
-from .bulk import in_list
 from .files import iter_legacy_files, read_records
 from .mapping import InvalidReport, LegacyReport, map_legacy
 

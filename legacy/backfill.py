@@ -27,9 +27,9 @@ from pathlib import Path
 
 from django.db import transaction
 
+from bugtracker.bulk import import_tuning
 from reports.models import BugReport
 
-from .bulk import import_tuning
 from .files import RawRecord, atomic_write, iter_legacy_files, legacy_roots, path_key, read_records
 from .mapping import InvalidReport, map_legacy
 from .services import (

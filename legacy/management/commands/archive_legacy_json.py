@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reports.legacy.archive import legacy_files_archive
+from legacy.archive import legacy_files_archive
 
 
 class Command(BaseCommand):

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from dedup.bulk import legacy_reports_group_bulk
 from dedup.curation import report_merge
 from dedup.models import DedupGroup
+from legacy import backfill as legacy_backfill
+from legacy.backfill import Backfill
+from legacy.services import legacy_reports_group
 from reports.claims import report_resolve
-from reports.legacy import backfill as legacy_backfill
-from reports.legacy.backfill import Backfill
-from reports.legacy.grouping import legacy_reports_group_bulk
-from reports.legacy.services import legacy_reports_group
 from reports.models import BugReport, BugReportEvent
 from reports.services import report_create
 from telemetry.models import Release

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from reports.legacy import files
-from reports.legacy.files import iter_legacy_files, read_records
-from reports.legacy.mapping import InvalidReport, map_legacy, parse_timestamp
+from legacy import files
+from legacy.files import iter_legacy_files, read_records
+from legacy.mapping import InvalidReport, map_legacy, parse_timestamp
 
 
 def records(path):

@@ -1,15 +1,14 @@
-"""Grouping imported reports in bulk, with the result of `report_group` on each.
+"""Grouping imported reports in bulk: the database `report_group` would leave, row for row.
 
 `dedup.grouping.report_group` files one report at a time (a handful of queries each); a
 backfill of 100,000 reports cannot afford that. This pass takes the imported reports not
-grouped yet in `created_at` order, a chunk at a time, and applies the same rules (`dedup/rules.py`) in
-memory: the fingerprint from `dedup.groups.report_fingerprint`, the live group of that fingerprint
-(or the group it was merged into), the dedup window (`dedup_window`; none for imports), a
-new group with the report as canonical otherwise, occurrences / first and last seen /
-releases seen, the `duplicate_linked` event with the stale reason when the canonical is
-resolved or closed. It never reopens anything. The writes are a few bulk statements per
-chunk, one transaction per chunk. `tests/reports/test_legacy_grouping.py` holds it to the
-same database, row for row, as the one-by-one `report_group` calls.
+grouped yet in `created_at` order, a chunk at a time, and decides with the same rules
+(`dedup/rules.py`: window, lapse, stale reason, occurrence counting, the duplicate's event)
+on facts it holds in memory for the chunk: the fingerprint (`groups.report_fingerprint`),
+the live group of that fingerprint (or the group it was merged into), a new group with the
+report as canonical otherwise. It never reopens anything. The writes are a few bulk
+statements per chunk (`bugtracker/bulk.py`), one transaction per chunk.
+`tests/dedup/test_bulk.py` holds it to `report_group` one by one.
 """
 
 import bisect
@@ -20,14 +19,13 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from bugtracker.bulk import in_list, insert_rows, update_rows
 from dedup import rules
 from dedup.grouping import canonical_done_at, first_deployed_at
 from dedup.groups import dedup_window, report_fingerprint
 from dedup.models import DedupGroup
 from reports.models import DONE_STATUSES, BugReport, BugReportEvent, EventKind
 from telemetry.models import Release
-
-from .bulk import in_list, insert_rows, update_rows
 
 CHUNK_SIZE = 2000
 _REGISTRY_IN_MEMORY = 100_000

@@ -7,15 +7,15 @@ from contextlib import nullcontext
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reports.legacy.backfill import (
+from legacy.backfill import (
     DEFAULT_BATCH_SIZE,
     Backfill,
     Callbacks,
     CheckpointMismatch,
     Summary,
 )
-from reports.legacy.files import count_legacy_files
-from reports.legacy.services import IMPORT_ACTOR
+from legacy.files import count_legacy_files
+from legacy.services import IMPORT_ACTOR
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from dedup.models import DedupGroup
-from reports.legacy.backfill import Backfill
+from legacy.backfill import Backfill
 from reports.models import BugReport, BugReportEvent
 
 pytestmark = pytest.mark.django_db
