@@ -41,6 +41,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W003"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    # Before staticfiles: its runserver (staticfiles' own, which says that it serves) wins.
+    "remediation",
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",

@@ -10,7 +10,7 @@ urlpatterns = [
     path("api/", include("reports.urls")),
     path("api/", include("dedup.urls")),
     path("api/", include("telemetry.urls")),
-    path("api/", include("bugtracker.api_urls")),
+    path("api/", include("remediation.urls")),
 ]
 
 handler400 = "bugtracker.errors.bad_request_view"

@@ -27,7 +27,7 @@ from telemetry.context import submission_context
 
 from . import claims, services
 from .filters import BugReportFilter
-from .models import AgentRun, BugReport
+from .models import BugReport
 from .selectors import report_events, report_list, report_with_counts
 from .serializers import (
     BugReportCreateSerializer,
@@ -41,7 +41,6 @@ from .serializers import (
     ReleaseClaimSerializer,
     ResolveSerializer,
 )
-from .serializers_runs import AgentRunSerializer
 from .summary import report_summary
 
 ASC, DESC = False, True
@@ -274,19 +273,6 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             data=serializer.validated_data.get("data"),
         )
         return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(
-        summary="A report's remediation runs",
-        description="Every run of the remediation worker on this report, oldest first.",
-        responses={200: AgentRunSerializer(many=True), **problems(401, 403, 404)},
-    )
-    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
-    def runs(self, request, *args, **kwargs):
-        report_id = self.report_id()
-        if not BugReport.objects.filter(pk=report_id).exists():
-            raise NotFound(f"No bug report {report_id}.")
-        runs = AgentRun.objects.filter(report_id=report_id).order_by("started_at", "id")
-        return Response(AgentRunSerializer(runs, many=True).data)
 
     def _claim_response(self, report, token):
         # ClaimResponseSerializer's shape (it documents it), without building its nested

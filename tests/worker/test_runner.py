@@ -4,7 +4,7 @@ import sys
 import threading
 import time
 
-from reports.worker import OUTPUT_TAIL_BYTES, parse_result_line, run_command
+from remediation.runner import OUTPUT_TAIL_BYTES, parse_result_line, run_command, runner_environment
 
 from .helpers import COMMAND, pid_alive
 
@@ -107,8 +107,6 @@ def test_result_lines_of_the_wrong_shape_are_ignored():
 
 
 def test_the_command_gets_the_report_id_but_not_the_apps_secrets(monkeypatch):
-    from reports.worker import runner_environment
-
     monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/x")
     monkeypatch.setenv("SECRET_KEY", "s3cret")
     monkeypatch.setenv("GITHUB_TOKEN", "the agent's own")

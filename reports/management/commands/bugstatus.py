@@ -12,7 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from reports.models import DONE_STATUSES, OPEN_STATUSES, AgentRun, BugReport, Severity, Status
+from reports.models import DONE_STATUSES, OPEN_STATUSES, BugReport, Severity, Status
 from reports.selectors import report_events, report_list
 from reports.summary import backlog_alerts, report_summary
 
@@ -144,7 +144,8 @@ class Command(BaseCommand):
     def _one(self, ident: str, *, as_json: bool) -> None:
         report = _find(ident)
         events = list(report_events(report_id=report.pk))
-        runs = list(AgentRun.objects.filter(report_id=report.pk).order_by("started_at", "id"))
+        # Its remediation runs, through the relation remediation adds (reports never imports it).
+        runs = list(report.runs.order_by("started_at", "id"))
         if as_json:
             from reports.serializers import BugReportSerializer, EventSerializer
 
@@ -331,7 +332,7 @@ def _choices(value: str | None, allowed: list[str], groups: dict, flag: str) -> 
     return chosen
 
 
-def _run_dict(run: AgentRun) -> dict:
+def _run_dict(run) -> dict:
     return {
         "id": run.pk,
         "attempt": run.attempt,

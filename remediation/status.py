@@ -1,4 +1,8 @@
-"""GET /api/admin/status: is the remediation worker alive, how is its queue, what is alarming."""
+"""GET /api/admin/status: is the remediation worker alive, how is its queue, what is alarming.
+
+The numbers come from every worker process: runs from the database, live workers from the
+shared cache (`worker.published_workers`), this process's own worker from `startup`.
+"""
 
 from datetime import timedelta
 
@@ -8,9 +12,14 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .permissions import IsAdmin
-from .schema import problems
-from .work_queue import percentile
+from bugtracker.permissions import IsAdmin
+from bugtracker.schema import problems
+from bugtracker.work_queue import percentile
+from reports.summary import backlog_alerts
+
+from .models import AgentRun
+from .startup import process_worker
+from .worker import published_workers
 
 RUN_WINDOW = 500
 RUN_WINDOW_HOURS = 24
@@ -18,8 +27,6 @@ RUN_WINDOW_HOURS = 24
 
 def run_statistics() -> dict:
     """Remediation runs of the last day, from the database (every worker process's)."""
-    from reports.models import AgentRun
-
     since = timezone.now() - timedelta(hours=RUN_WINDOW_HOURS)
     recent = AgentRun.objects.filter(started_at__gte=since)
     by_outcome = {outcome: 0 for outcome in ("succeeded", "failed", "timed_out", "crashed")}
@@ -43,18 +50,7 @@ def run_statistics() -> dict:
     }
 
 
-def backlog_alerts() -> list | None:
-    """The backlog alerts of `bugstatus --check`; None where that module is not installed."""
-    try:
-        from reports.summary import backlog_alerts as alerts
-    except ImportError:
-        return None
-    return list(alerts() or [])
-
-
 def status_snapshot() -> dict:
-    from reports.worker import process_worker, published_workers
-
     local = process_worker()
     workers = {w["holder"]: w for w in published_workers()}
     if local is not None:
@@ -77,7 +73,7 @@ def status_snapshot() -> dict:
         },
         "runs": run_statistics(),
         "last_scan_at": max(scans) if scans else None,
-        "backlog_alerts": backlog_alerts(),
+        "backlog_alerts": list(backlog_alerts() or []),
         "thresholds": {
             "max_open": settings.BACKLOG_ALERT_MAX_OPEN,
             "max_age_hours": settings.BACKLOG_ALERT_MAX_AGE_HOURS,

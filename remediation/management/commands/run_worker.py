@@ -4,7 +4,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from reports.worker import RemediationWorker
+from remediation.worker import RemediationWorker
 
 
 class Command(BaseCommand):

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from .claims import claimable_reports, hash_token, lease_length, require_token, take_claim
-from .lifecycle import (
+from reports.claims import claimable_reports, hash_token, lease_length, require_token, take_claim
+from reports.lifecycle import (
     NO_CLAIM,
     db_now,
     lock_report,
@@ -23,7 +23,9 @@ from .lifecycle import (
     status_changes,
     write_event,
 )
-from .models import AgentRun, BugReport, EventKind, RunOutcome, Status
+from reports.models import BugReport, EventKind, Status
+
+from .models import AgentRun, RunOutcome
 
 WORKER_HOLDER_PREFIX = "worker:"
 AUTOMATION_STATUSES = (Status.NEW, Status.TRIAGED)

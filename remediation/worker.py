@@ -1,28 +1,20 @@
 """The remediation worker: a scanner that claims automatable reports, runners that hand each
-to `REMEDIATION_COMMAND`, and the periodic duties (lease sweep, telemetry enrichment,
-backlog alerts).
+to `REMEDIATION_COMMAND` (`runner.py`), and the periodic duties (lease sweep, telemetry
+enrichment, backlog alerts). Start-up in the serving processes is `startup.py`.
 
 The database is the source of truth: the in-process queue carries only report ids, claims go
 through the claim service (row locks), and a worker that dies loses nothing: its leases
 expire and another worker takes the reports again.
 """
 
-from __future__ import annotations
-
-import atexit
-import contextlib
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,23 +27,33 @@ from django.utils import timezone
 
 from bugtracker.domain import DomainError
 from bugtracker.work_queue import WorkQueue, close_stale_connections
+from reports.claims import leases_sweep, report_heartbeat
+from reports.errors import LeaseLost
+from reports.models import BugReport
+from reports.selectors import report_list
+from reports.serializers import BugReportSerializer
+from reports.summary import backlog_alerts
+from telemetry.services import enrich_missing_releases
 
-from . import automation
-from .errors import LeaseLost
-from .models import BugReport, RunOutcome
+from . import services
+from .models import RunOutcome
+from .runner import (
+    KILL_GRACE_SECONDS,
+    RunResult,
+    parse_result_line,
+    run_command,
+    runner_environment,
+)
 
 logger = logging.getLogger("reports.worker")
 
-OUTPUT_TAIL_BYTES = 16 * 1024
-KILL_GRACE_SECONDS = 5.0
 CACHE_PREFIX = "bugtracker:worker:"
 CACHE_REGISTRY_KEY = "bugtracker:workers"
-WITHHELD_FROM_RUNNER = frozenset({"SECRET_KEY", "DATABASE_URL", "CACHE_URL"})
 
 
 def worker_holder() -> str:
     """The claim holder and event actor of this process's worker."""
-    return f"{automation.WORKER_HOLDER_PREFIX}{socket.gethostname()}:{os.getpid()}"
+    return f"{services.WORKER_HOLDER_PREFIX}{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -63,245 +65,10 @@ class BugReportWorkItem:
     retry_count: int = 0
 
 
-# The runner ---------------------------------------------------------------------------------
-
-
-@dataclass
-class RunResult:
-    outcome: str
-    exit_code: int | None
-    output_tail: str
-    error: str = ""
-    last_stdout_line: str = ""
-    duration: float = 0.0
-    lease_lost: bool = False
-    aborted: bool = False
-
-
-class _Tail:
-    """The last `limit` bytes of a process's output, fed by reader threads."""
-
-    def __init__(self, limit: int = OUTPUT_TAIL_BYTES):
-        self.limit = limit
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._lock = threading.Lock()
-        self.last_stdout_line = b""
-
-    def add(self, chunk: bytes, *, stdout: bool) -> None:
-        with self._lock:
-            self._chunks.append(chunk)
-            self._size += len(chunk)
-            while self._size - len(self._chunks[0]) >= self.limit:
-                self._size -= len(self._chunks.popleft())
-            if stdout and chunk.strip():
-                self.last_stdout_line = chunk
-
-    def text(self) -> str:
-        with self._lock:
-            data = b"".join(self._chunks)
-        return data[-self.limit :].decode("utf-8", errors="replace")
-
-
-def _pump(stream, tail: _Tail, *, stdout: bool) -> None:
-    try:
-        for line in iter(lambda: stream.readline(OUTPUT_TAIL_BYTES), b""):
-            tail.add(line, stdout=stdout)
-    except (OSError, ValueError):
-        pass
-    finally:
-        stream.close()
-
-
-def _feed(stream, data: bytes) -> None:
-    try:
-        stream.write(data)
-    except (BrokenPipeError, OSError, ValueError):
-        pass  # the process does not read its input; that is its business
-    finally:
-        with contextlib.suppress(OSError):
-            stream.close()
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def run_command(
-    *,
-    argv: Sequence[str],
-    stdin: bytes,
-    env: Mapping[str, str],
-    timeout: float,
-    tick_seconds: float = 30.0,
-    on_tick: Callable[[], bool] | None = None,
-    abort: threading.Event | None = None,
-    kill_grace: float = KILL_GRACE_SECONDS,
-) -> RunResult:
-    """Run `argv` in its own session with `stdin`, keeping an output tail.
-
-    Every `tick_seconds`, `on_tick()` runs (the lease heartbeat); when it returns False, or
-    `abort` is set, or `timeout` passes, the whole process group gets SIGTERM, then SIGKILL
-    after `kill_grace` seconds.
-    """
-    started = time.monotonic()
-    tail = _Tail()
-    try:
-        process = subprocess.Popen(  # the operator's own configured command
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            start_new_session=True,
-            close_fds=True,
-        )
-    except (OSError, ValueError) as exc:
-        return RunResult(
-            outcome=RunOutcome.CRASHED,
-            exit_code=None,
-            output_tail="",
-            error=f"Could not start the remediation command: {exc}",
-            duration=time.monotonic() - started,
-        )
-    threads = [
-        threading.Thread(target=_feed, args=(process.stdin, stdin), daemon=True),
-        threading.Thread(
-            target=_pump, args=(process.stdout, tail), kwargs={"stdout": True}, daemon=True
-        ),
-        threading.Thread(
-            target=_pump, args=(process.stderr, tail), kwargs={"stdout": False}, daemon=True
-        ),
-    ]
-    for thread in threads:
-        thread.start()
-
-    deadline = started + timeout
-    next_tick = started + tick_seconds
-    stopped_because = None
-    while True:
-        now = time.monotonic()
-        wait = min(deadline, next_tick) - now
-        if abort is not None:
-            wait = min(wait, 0.2)
-        try:
-            process.wait(timeout=max(0.0, wait))
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        now = time.monotonic()
-        if abort is not None and abort.is_set():
-            stopped_because = "aborted"
-        elif now >= deadline:
-            stopped_because = "timed_out"
-        elif now >= next_tick:
-            next_tick = now + tick_seconds
-            if on_tick is not None and on_tick() is False:
-                stopped_because = "lease_lost"
-        if stopped_because:
-            _kill_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=kill_grace)
-            except subprocess.TimeoutExpired:
-                _kill_group(process.pid, signal.SIGKILL)
-                process.wait()
-            break
-
-    # Whatever the command left behind in its group goes too, so the pipes close.
-    _kill_group(process.pid, signal.SIGKILL)
-    for thread in threads:
-        thread.join(timeout=kill_grace)
-    duration = time.monotonic() - started
-    returncode = process.returncode
-    last_line = tail.last_stdout_line.decode("utf-8", errors="replace").strip()
-    output = tail.text()
-    if stopped_because == "timed_out":
-        return RunResult(
-            outcome=RunOutcome.TIMED_OUT,
-            exit_code=None,
-            output_tail=output,
-            error=f"Timed out after {timeout:g}s; the process group was killed.",
-            duration=duration,
-        )
-    if stopped_because in ("lease_lost", "aborted"):
-        return RunResult(
-            outcome=RunOutcome.CRASHED,
-            exit_code=None,
-            output_tail=output,
-            error=(
-                "The lease was lost during the run; the process group was killed."
-                if stopped_because == "lease_lost"
-                else "The worker stopped during the run; the process group was killed."
-            ),
-            duration=duration,
-            lease_lost=stopped_because == "lease_lost",
-            aborted=stopped_because == "aborted",
-        )
-    if returncode < 0:
-        return RunResult(
-            outcome=RunOutcome.CRASHED,
-            exit_code=None,
-            output_tail=output,
-            error=f"Killed by signal {-returncode}.",
-            duration=duration,
-        )
-    if returncode != 0:
-        return RunResult(
-            outcome=RunOutcome.FAILED,
-            exit_code=returncode,
-            output_tail=output,
-            error=f"Exited with status {returncode}.",
-            last_stdout_line=last_line,
-            duration=duration,
-        )
-    return RunResult(
-        outcome=RunOutcome.SUCCEEDED,
-        exit_code=0,
-        output_tail=output,
-        last_stdout_line=last_line,
-        duration=duration,
-    )
-
-
-def parse_result_line(line: str) -> dict[str, Any]:
-    """`resolution_notes`, `commit_shas`, `verify` from a JSON last stdout line; {} otherwise.
-    Values of the wrong type are ignored rather than trusted."""
-    try:
-        data = json.loads(line)
-    except (TypeError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    result: dict[str, Any] = {}
-    if isinstance(data.get("resolution_notes"), str):
-        result["resolution_notes"] = data["resolution_notes"]
-    shas = data.get("commit_shas")
-    if isinstance(shas, list) and all(isinstance(s, str) for s in shas):
-        result["commit_shas"] = shas
-    if isinstance(data.get("verify"), bool):
-        result["verify"] = data["verify"]
-    return result
-
-
-def runner_environment(report_id) -> dict[str, str]:
-    """The worker's environment for the command, without the app's own secrets (the command
-    may run untrusted code; it gets the report, not the database), plus BUG_REPORT_ID."""
-    env = {k: v for k, v in os.environ.items() if k not in WITHHELD_FROM_RUNNER}
-    env["BUG_REPORT_ID"] = str(report_id)
-    return env
-
-
 def report_document(report: BugReport) -> dict[str, Any]:
     """The report as the API shows it: what the remediation command reads on stdin."""
-    from .selectors import report_list
-    from .serializers import BugReportSerializer
-
     shown = report_list().select_related("dedup_group").get(pk=report.pk)
     return BugReportSerializer(shown, context={"now": timezone.now()}).data
-
-
-# The worker ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -407,7 +174,7 @@ class RemediationWorker:
         if token is None:
             return
         try:
-            automation.report_run_abandoned(
+            services.report_run_abandoned(
                 report_id=report_id,
                 run_id=None,
                 actor=self.holder,
@@ -443,7 +210,7 @@ class RemediationWorker:
         """Claim one automatable report for this worker; None when nothing is due."""
         if not self.command or self._stop.is_set():
             return None
-        claimed = automation.report_claim_for_automation(
+        claimed = services.report_claim_for_automation(
             actor=self.holder, lease_seconds=self.lease_seconds
         )
         if claimed is None:
@@ -486,7 +253,7 @@ class RemediationWorker:
     def _process(self, item: BugReportWorkItem, token: str) -> bool:
         report_id = item.report_id
         try:
-            run = automation.run_start(
+            run = services.run_start(
                 report_id=report_id, actor=self.holder, claim_token=token, command=self.command
             )
         except LeaseLost:
@@ -499,7 +266,7 @@ class RemediationWorker:
             stdin = json.dumps(document, cls=DjangoJSONEncoder).encode()
         except Exception as exc:
             logger.exception("Could not serialise report %s for its run.", report_id)
-            automation.report_run_failed(
+            services.report_run_failed(
                 report_id=report_id,
                 run_id=run.pk,
                 actor=self.holder,
@@ -534,7 +301,7 @@ class RemediationWorker:
             return self._record(report_id, run.pk, token, result)
         except DomainError as exc:
             logger.warning("Worker %s could not record run %s: %s", self.holder, run.pk, exc)
-            automation.run_finish(
+            services.run_finish(
                 run_id=run.pk,
                 outcome=result.outcome,
                 exit_code=result.exit_code,
@@ -545,7 +312,7 @@ class RemediationWorker:
 
     def _record(self, report_id, run_id: int, token: str, result: RunResult) -> bool:
         if result.lease_lost:
-            automation.run_finish(
+            services.run_finish(
                 run_id=run_id,
                 outcome=result.outcome,
                 output_tail=result.output_tail,
@@ -553,7 +320,7 @@ class RemediationWorker:
             )
             return False
         if result.aborted:
-            automation.report_run_abandoned(
+            services.report_run_abandoned(
                 report_id=report_id,
                 run_id=run_id,
                 actor=self.holder,
@@ -562,7 +329,7 @@ class RemediationWorker:
             )
             return False
         if result.outcome == RunOutcome.SUCCEEDED:
-            automation.report_run_succeeded(
+            services.report_run_succeeded(
                 report_id=report_id,
                 run_id=run_id,
                 actor=self.holder,
@@ -572,7 +339,7 @@ class RemediationWorker:
                 **parse_result_line(result.last_stdout_line),
             )
             return True
-        automation.report_run_failed(
+        services.report_run_failed(
             report_id=report_id,
             run_id=run_id,
             actor=self.holder,
@@ -585,8 +352,6 @@ class RemediationWorker:
         return False
 
     def _heartbeat(self, report_id, token: str) -> bool:
-        from .claims import report_heartbeat
-
         try:
             report_heartbeat(
                 report_id=report_id,
@@ -621,24 +386,14 @@ class RemediationWorker:
                 logger.exception("Worker %s: %s failed.", self.holder, duty.name)
 
     def _sweep_leases(self) -> None:
-        from .claims import leases_sweep
-
         swept = leases_sweep()
         if swept:
             logger.info("Lease sweep cleared %d expired claim(s).", swept)
 
     def _enrich(self) -> None:
-        try:
-            from telemetry.services import enrich_missing_releases
-        except ImportError:
-            return
         enrich_missing_releases(batch_size=settings.WORKER_ENRICH_BATCH)
 
     def _check_backlog(self) -> None:
-        try:
-            from .summary import backlog_alerts
-        except ImportError:
-            return
         alerts = list(backlog_alerts() or [])
         self.last_backlog_alerts = alerts
         for alert in alerts:
@@ -691,86 +446,3 @@ def published_workers() -> list[dict[str, Any]]:
     except Exception:
         return []
     return sorted(found.values(), key=lambda w: w.get("holder", ""))
-
-
-# Start-up in the processes that serve the app -----------------------------------------------
-
-_process_worker: RemediationWorker | None = None
-_process_worker_pid: int | None = None
-_process_lock = threading.Lock()
-
-
-def process_worker() -> RemediationWorker | None:
-    """This process's own worker, if one was started here."""
-    if _process_worker_pid != os.getpid():
-        return None
-    return _process_worker
-
-
-def serving_process_kind(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
-    """`runserver` or `gunicorn` when this process serves the web app, else None.
-
-    `runserver` with the autoreloader runs twice: a parent that only watches files and a
-    child (RUN_MAIN=true) that serves; only the child counts. Every other management
-    command (migrate, bugstatus, run_worker, ...) and the test runner return None.
-    """
-    if len(argv) > 1 and argv[1] == "runserver":
-        if environ.get("RUN_MAIN") == "true" or "--noreload" in argv[2:]:
-            return "runserver"
-        return None
-    program = argv[0] if argv else ""
-    if "gunicorn" in os.path.basename(program) or program.endswith(
-        os.path.join("gunicorn", "__main__.py")
-    ):
-        return "gunicorn"
-    return None
-
-
-def _in_gunicorn_worker() -> bool:
-    """Whether we are inside a gunicorn worker's start-up (not the master loading the app with
-    --preload, whose threads would not survive the fork anyway)."""
-    frame = sys._getframe()
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "init_process" and "gunicorn" in code.co_filename:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def start_process_worker(**options) -> RemediationWorker:
-    """Start this process's worker once (per process id) and stop it cleanly at exit."""
-    global _process_worker, _process_worker_pid
-    with _process_lock:
-        if _process_worker is not None and _process_worker_pid == os.getpid():
-            return _process_worker
-        worker = RemediationWorker(**options)
-        _process_worker, _process_worker_pid = worker, os.getpid()
-    worker.start()
-    atexit.register(_stop_at_exit, worker)
-    return worker
-
-
-def _stop_at_exit(worker: RemediationWorker) -> None:
-    if _process_worker_pid == os.getpid():
-        worker.stop(deadline=settings.WORKER_SHUTDOWN_SECONDS)
-
-
-def start_if_serving(
-    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
-) -> bool:
-    """Called from `ReportsConfig.ready()`: start the worker when BUGTRACKER_WORKER is on and
-    this process serves the app. True when a worker was started (or scheduled after fork)."""
-    if not settings.BUGTRACKER_WORKER:
-        return False
-    argv = sys.argv if argv is None else argv
-    environ = os.environ if environ is None else environ
-    kind = serving_process_kind(argv, environ)
-    if kind is None:
-        return False
-    if kind == "gunicorn" and not _in_gunicorn_worker():
-        # --preload: the master loads the app once; each forked worker starts its own.
-        os.register_at_fork(after_in_child=start_process_worker)
-        return True
-    start_process_worker()
-    return True
