@@ -203,6 +203,7 @@ def import_tuning():
 @contextmanager
 def _raw_cursor(connection):
     """A plain psycopg cursor on Django's connection (same transaction), errors as Django's."""
+    # Imported here: only PostgreSQL connections come this way.
     import psycopg
 
     connection.ensure_connection()

@@ -5,6 +5,7 @@ listing sorted), JSON Lines are read line by line and top-level arrays are decod
 by element, so only one report at a time is held in memory.
 """
 
+import codecs
 import json
 import os
 import threading
@@ -203,8 +204,6 @@ class _TextBuffer:
     """Just enough of a streaming reader for `_read_array`."""
 
     def __init__(self, fh):
-        import codecs
-
         self._fh = fh
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self._buf = ""

@@ -5,6 +5,9 @@ format does not know, and values that do not fit their column, are kept under
 `metadata["legacy"]["extra"]`. The digest is taken over the record's JSON content (keys in
 any order, the mirror's marker left out): two exports of a report are the same report when
 they say the same thing, and a conflict otherwise.
+
+Over 500 lines and still one concern: the format's field-by-field mapping (every field's
+parsing, its fallbacks and its `extra` kept), which reads best in one place.
 """
 
 import hashlib

@@ -81,7 +81,7 @@ def mirror_write(*, report_id, directory: str | os.PathLike) -> Path | None:
 
 @contextmanager
 def _directory_lock(directory: Path):
-    try:
+    try:  # fcntl is POSIX-only: elsewhere the atomic renames alone protect the files
         import fcntl
     except ImportError:  # not on a POSIX system: atomic renames only
         yield

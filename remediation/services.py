@@ -13,12 +13,18 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from reports.claims import claimable_reports, hash_token, lease_length, require_token, take_claim
+from reports.claims import (
+    claimable_reports,
+    hash_token,
+    lease_length,
+    require_token,
+    resolve_claimed,
+    take_claim,
+)
 from reports.lifecycle import (
     NO_CLAIM,
     db_now,
     lock_report,
-    resolve_duplicates,
     save_changes,
     status_changes,
     write_event,
@@ -187,33 +193,17 @@ def report_run_succeeded(
         )
         if not ours:
             return report
-        target = Status.AWAITING_VERIFICATION if verify else Status.RESOLVED
-        before = report.status
         notes = resolution_notes or f"Resolved by automated remediation (run {run.attempt})."
-        changes: dict[str, Any] = status_changes(report, target) if before != target else {}
-        changes.update(
-            NO_CLAIM,
-            resolution_notes=notes,
-            commit_shas=list(commit_shas) if commit_shas is not None else report.commit_shas,
-            next_attempt_at=None,
-        )
-        save_changes(report, changes)
-        write_event(
-            report=report,
-            kind=EventKind.RESOLVED,
+        return resolve_claimed(
+            report,
             actor=actor,
+            notes=notes,
             message=notes,
-            data={
-                "from": before,
-                "to": target,
-                "commit_shas": report.commit_shas,
-                "verify": verify,
-                "run_id": run.pk,
-            },
+            commit_shas=commit_shas,
+            verify=verify,
+            changes={"next_attempt_at": None},
+            data={"run_id": run.pk},
         )
-        if target == Status.RESOLVED:
-            resolve_duplicates(report=report, actor=actor)
-        return report
 
 
 def report_run_failed(

@@ -398,34 +398,58 @@ def report_resolve(
         now = db_now()
         if not is_admin:
             require_token(report, claim_token, now)
-        target = Status.AWAITING_VERIFICATION if verify else Status.RESOLVED
-        before = report.status
-        changes: dict[str, Any] = {}
-        if before != target:
-            changes.update(status_changes(report, target))
-        changes.update(
-            NO_CLAIM,
-            resolution_notes=resolution_notes or report.resolution_notes,
-            commit_shas=list(commit_shas) if commit_shas is not None else report.commit_shas,
-        )
-        if resolved_in_release:
-            changes["resolved_in_release"] = resolved_in_release
-        save_changes(report, changes)
-        write_event(
-            report=report,
-            kind=EventKind.RESOLVED,
+        return resolve_claimed(
+            report,
             actor=actor,
+            notes=resolution_notes or report.resolution_notes,
             message=resolution_notes,
-            data={
-                "from": before,
-                "to": target,
-                "commit_shas": report.commit_shas,
-                "verify": verify,
-            },
+            commit_shas=commit_shas,
+            verify=verify,
+            changes={"resolved_in_release": resolved_in_release} if resolved_in_release else {},
         )
-        if target == Status.RESOLVED:
-            resolve_duplicates(report=report, actor=actor)
-        return report
+
+
+def resolve_claimed(
+    report: BugReport,
+    *,
+    actor: str,
+    notes: str,
+    message: str,
+    commit_shas: list[str] | None,
+    verify: bool,
+    changes: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> BugReport:
+    """What a resolution writes, for an agent's resolve and the worker's alike: a locked
+    report whose claim was checked goes to `resolved` (or `awaiting_verification`) with its
+    notes and commits, its claim cleared, a `resolved` event (`data` added to it), and its
+    open duplicates follow it."""
+    target = Status.AWAITING_VERIFICATION if verify else Status.RESOLVED
+    before = report.status
+    written: dict[str, Any] = status_changes(report, target) if before != target else {}
+    written.update(
+        NO_CLAIM,
+        resolution_notes=notes,
+        commit_shas=list(commit_shas) if commit_shas is not None else report.commit_shas,
+        **(changes or {}),
+    )
+    save_changes(report, written)
+    write_event(
+        report=report,
+        kind=EventKind.RESOLVED,
+        actor=actor,
+        message=message,
+        data={
+            "from": before,
+            "to": target,
+            "commit_shas": report.commit_shas,
+            "verify": verify,
+            **(data or {}),
+        },
+    )
+    if target == Status.RESOLVED:
+        resolve_duplicates(report=report, actor=actor)
+    return report
 
 
 def leases_sweep() -> int:

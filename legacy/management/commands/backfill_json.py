@@ -6,6 +6,14 @@ import threading
 from contextlib import nullcontext
 
 from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from legacy.backfill import (
     DEFAULT_BATCH_SIZE,
@@ -151,15 +159,6 @@ class _Progress:
     """A rich progress bar on stderr, by files, with the running counts."""
 
     def __init__(self, paths):
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -10,10 +10,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reports.models import DONE_STATUSES, OPEN_STATUSES, BugReport, Severity, Status
 from reports.selectors import report_events, report_list
+from reports.serializers import BugReportSerializer, EventSerializer
 from reports.summary import backlog_alerts, report_summary
 
 DEFAULT_LIMIT = 50
@@ -147,8 +149,6 @@ class Command(BaseCommand):
         # Its remediation runs, through the relation remediation adds (reports never imports it).
         runs = list(report.runs.order_by("started_at", "id"))
         if as_json:
-            from reports.serializers import BugReportSerializer, EventSerializer
-
             data = dict(BugReportSerializer(report).data)
             data["events"] = EventSerializer(events, many=True).data
             data["runs"] = [_run_dict(run) for run in runs]
@@ -255,8 +255,6 @@ class Command(BaseCommand):
         total = reports.count()
         rows = list(reports.order_by("severity_rank", "sla_due_at", "created_at", "id")[:limit])
         if options["json"]:
-            from reports.serializers import BugReportSerializer
-
             self._json({"count": total, "results": BugReportSerializer(rows, many=True).data})
             return
         now = timezone.now()
@@ -367,6 +365,4 @@ def _when(value: datetime | None) -> str:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
-
     return escape(text or "")
