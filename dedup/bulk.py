@@ -156,7 +156,7 @@ class _Pass:
                 members[key] = report.created_at
             stale = None
             if canonical.status in DONE_STATUSES:
-                stale = self._stale(group, canonical, report.release_sha, members)
+                stale = self._stale_reason(group, canonical, report.release_sha, members)
             rules.count_occurrence(group, at=report.created_at, release=report.release_sha)
             if group.pk not in new_groups:
                 touched[group.pk] = group
@@ -248,7 +248,7 @@ class _Pass:
         )
         return {(row["dedup_group_id"], row["release_sha"]): row["first"] for row in rows}
 
-    def _stale(self, group, canonical, release: str | None, members: dict) -> str | None:
+    def _stale_reason(self, group, canonical, release: str | None, members: dict) -> str | None:
         """rules.stale_reason, with its facts from what this pass holds in memory."""
         if canonical.pk not in self.done_at:
             instance = canonical

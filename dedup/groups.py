@@ -1,7 +1,7 @@
 """Group rows: find the live group of a fingerprint, lock, create, retire, count on them.
 
 The primitives that grouping (`grouping.py`), merge and split (`curation.py`), regroup and
-the backfill's bulk pass share. Counting follows `rules.TALLY_RULE`, in Python and in SQL
+the backfill's bulk pass share. Counting follows `rules.add_tally`, in Python, and `rules.TALLY_RULE` in SQL
 (`tally_sql`).
 
 Lock order, everywhere: the group holding a fingerprint, then the group it forwards to,
@@ -213,9 +213,7 @@ TALLY_FIELDS = [name for name, _ in rules.TALLY_RULE]
 
 def take_in_group(target: DedupGroup, source: DedupGroup, *, members: int) -> None:
     """Count a whole group (`members` reports moved with it) on `target`, and save it."""
-    rules.merged_tally(rules.Tally.of(target), rules.Tally.of(source), members=members).put_on(
-        target
-    )
+    rules.count_group(target, source, members=members)
     target.save(update_fields=TALLY_FIELDS)
 
 

@@ -6,8 +6,7 @@ Every path that groups reports calls these: live submission and regroup
 `tests/dedup/test_rules.py` tests them without a database.
 """
 
-import operator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 # Release ids shorter than this are never matched by prefix.
@@ -96,7 +95,7 @@ def stale_reason(facts: StaleFacts) -> str | None:
 # Counting occurrences ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class Tally:
     """What a group counts: how often, first and last seen, the releases seen (in order)."""
 
@@ -106,52 +105,66 @@ class Tally:
     releases_seen: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, group) -> "Tally":
-        """The tally of a group (or anything with its four attributes)."""
-        return cls(*(getattr(group, name) for name, _ in TALLY_RULE))
-
-    @classmethod
     def one(cls, *, at: datetime, release: str | None) -> "Tally":
-        """A single occurrence."""
+        """The tally of a single occurrence (what a new group starts with)."""
         return cls(1, at, at, [release] if release else [])
 
-    def put_on(self, group) -> None:
-        """Set the four attributes on `group`."""
-        for name, _ in TALLY_RULE:
-            setattr(group, name, getattr(self, name))
+
+def add_tally(
+    target, *, occurrences: int, first_seen: datetime, last_seen: datetime, releases_seen
+) -> None:
+    """The one occurrence-counting rule: `target` (a group, or a Tally) takes in another
+    tally, in place. Counts add up, the first and last seen widen, releases are kept once each
+    in the order first seen. `releases_seen` is replaced, never appended to (it may be shared).
+
+    SQL statements render the same rule from TALLY_RULE (`dedup.groups.tally_sql`);
+    tests/dedup/test_rules.py holds the two to each other.
+    """
+    target.occurrences += occurrences
+    if first_seen < target.first_seen:
+        target.first_seen = first_seen
+    if last_seen > target.last_seen:
+        target.last_seen = last_seen
+    for release in releases_seen:
+        if release not in target.releases_seen:
+            target.releases_seen = [*target.releases_seen, release]
 
 
-def _union(seen: list[str], more: list[str]) -> list[str]:
-    if all(release in seen for release in more):
-        return seen
-    return [*seen, *[release for release in more if release not in seen]]
-
-
-# The one occurrence-counting rule: how a tally takes in another, column by column. SQL
-# statements render it (dedup/grouping.py `tally_sql`) instead of restating it.
+# add_tally, column by column, for the SQL that renders it: sum, earliest, latest, union.
 TALLY_RULE = (
     ("occurrences", "sum"),
     ("first_seen", "earliest"),
     ("last_seen", "latest"),
     ("releases_seen", "union"),
 )
-_COMBINE = {"sum": operator.add, "earliest": min, "latest": max, "union": _union}
-
-
-def tally_add(total: Tally, more: Tally) -> Tally:
-    """`total` with `more` counted in: one occurrence, or a whole group merged in."""
-    return replace(
-        total,
-        **{
-            name: _COMBINE[how](getattr(total, name), getattr(more, name))
-            for name, how in TALLY_RULE
-        },
-    )
 
 
 def count_occurrence(group, *, at: datetime, release: str | None) -> None:
-    """Count one occurrence on `group` (in memory): the rule above, for the usual case."""
-    tally_add(Tally.of(group), Tally.one(at=at, release=release)).put_on(group)
+    """Count one occurrence on `group` (in memory)."""
+    add_tally(
+        group,
+        occurrences=1,
+        first_seen=at,
+        last_seen=at,
+        releases_seen=(release,) if release else (),
+    )
+
+
+def count_group(target, source, *, members: int) -> None:
+    """Count a whole group (`source`, `members` reports moved with it) on `target`. It counts
+    at least once per report moved (a group created before counting was exact may say fewer)."""
+    add_tally(
+        target,
+        occurrences=max(source.occurrences, members),
+        first_seen=source.first_seen,
+        last_seen=source.last_seen,
+        releases_seen=source.releases_seen,
+    )
+
+
+def uncount(occurrences: int) -> int:
+    """A group's count once a report has left it; a group never counts fewer than one."""
+    return max(occurrences - 1, 1)
 
 
 # The duplicate's event --------------------------------------------------------------------
@@ -175,14 +188,3 @@ def duplicate_data(*, canonical, group, fingerprint: str, occurrences: int, stal
     if stale:
         data["stale"] = stale
     return data
-
-
-def merged_tally(target: Tally, source: Tally, *, members: int) -> Tally:
-    """`target` with a whole group counted in. It counts at least once per report moved
-    (a group created before counting was exact may say fewer)."""
-    return tally_add(target, replace(source, occurrences=max(source.occurrences, members)))
-
-
-def uncount(occurrences: int) -> int:
-    """A group's count once a report has left it; a group never counts fewer than one."""
-    return max(occurrences - 1, 1)

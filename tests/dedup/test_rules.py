@@ -95,10 +95,37 @@ def test_counting_an_occurrence():
 def test_a_merge_counts_at_least_once_per_moved_report():
     target = rules.Tally(3, T0, T0 + DAY, ["r1"])
     source = rules.Tally(1, T0 - DAY, T0, ["r2", "r1"])
-    merged = rules.merged_tally(target, source, members=4)
-    assert merged == rules.Tally(7, T0 - DAY, T0 + DAY, ["r1", "r2"])
+    rules.count_group(target, source, members=4)
+    assert target == rules.Tally(7, T0 - DAY, T0 + DAY, ["r1", "r2"])
     assert rules.uncount(5) == 4
     assert rules.uncount(1) == 1  # a group never counts fewer than one
+
+
+# What each combine named in TALLY_RULE means (the SQL renders these names).
+COMBINES = {
+    "sum": lambda a, b: a + b,
+    "earliest": min,
+    "latest": max,
+    "union": lambda a, b: [*a, *[r for r in dict.fromkeys(b) if r not in a]],
+}
+
+
+@pytest.mark.parametrize(
+    "more",
+    [
+        rules.Tally(1, T0 + DAY, T0 + DAY, ["r3"]),
+        rules.Tally(1, T0 - DAY, T0 - DAY, []),
+        rules.Tally(5, T0 - 9 * DAY, T0 + 9 * DAY, ["r2", "r1", "r4", "r2"]),
+    ],
+)
+def test_add_tally_is_what_tally_rule_describes(more):
+    total = rules.Tally(2, T0, T0 + 2 * DAY, ["r1", "r2"])
+    described = {
+        name: COMBINES[how](getattr(total, name), getattr(more, name))
+        for name, how in rules.TALLY_RULE
+    }
+    rules.add_tally(total, **vars(more))
+    assert vars(total) == described
 
 
 def test_the_duplicate_event_text_and_data():
