@@ -29,6 +29,7 @@ BENCHMARKS = {
     "list": ["-m", "benchmarks.list", "--reports", "1000000", "--samples", "100"],
     "dedup": ["benchmarks/dedup.py", "--reports", "1000", "--rounds", "3"],
     "backfill": ["benchmarks/backfill.py", "--reports", "20000", "--databases", "postgres"],
+    "throttle": ["benchmarks/throttle.py", "--requests", "2000", "--rounds", "3"],
 }
 QUICK = {
     "ingest": ["--reports", "300"],
@@ -36,6 +37,7 @@ QUICK = {
     "list": ["--reports", "20000", "--samples", "20"],
     "dedup": ["--reports", "200", "--rounds", "1", "--fingerprints", "2000"],
     "backfill": ["--reports", "2000"],
+    "throttle": ["--requests", "300", "--rounds", "1"],
 }
 HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all", "profile"}
 # backfill.py prints its own table: its lines are read back into rows.
