@@ -94,6 +94,26 @@ class Tools:
             text = text.replace(token, REDACTED)
         return ToolError(hard_cut(text, self.max_chars))
 
+    def with_claim(self, ctx: Context, report_id: str, write: Callable[..., Any]) -> Any:
+        """`write(api, token)` with the token this connection keeps for the report. Without
+        one, a write refused for want of it (428) re-claims the report, which the server
+        grants its holder with a fresh token (e.g. after this process restarted), and tries
+        once more; a re-claim the server refuses leaves the first refusal standing."""
+        api = self.api(ctx)
+        connection = connection_of(ctx)
+        token = self.keeper.token(connection, report_id)
+        try:
+            return write(api, token)
+        except ApiError as refused:
+            if token is not None or refused.status != 428:
+                raise
+            try:
+                claim = api.claim(report_id)
+            except ApiError:
+                raise refused from None
+        self.keeper.keep(connection, api, report_id, claim.token, None)
+        return write(api, claim.token)
+
     def call(self, fn: Callable[[], Any]) -> str:
         try:
             return self.output(fn())
@@ -271,10 +291,13 @@ class Tools:
         ] = None,
     ) -> str:
         """Add a note (or an agent log line) to a report's history."""
-        token = self.keeper.token(connection_of(ctx), report_id)
         return self.call(
-            lambda: self.api(ctx).add_event(
-                report_id, message=message, kind=kind, data=data, token=token
+            lambda: self.with_claim(
+                ctx,
+                report_id,
+                lambda api, token: api.add_event(
+                    report_id, message=message, kind=kind, data=data, token=token
+                ),
             )
         )
 
@@ -289,9 +312,16 @@ class Tools:
         note: Annotated[str | None, Field(description="What the next one should know.")] = None,
     ) -> str:
         """Give a claimed report back to the pool, saying why."""
-        token = self.keeper.token(connection_of(ctx), report_id)
         text = self.call(
-            lambda: compact(self.api(ctx).release(report_id, token=token, reason=reason, note=note))
+            lambda: compact(
+                self.with_claim(
+                    ctx,
+                    report_id,
+                    lambda api, token: api.release(
+                        report_id, token=token, reason=reason, note=note
+                    ),
+                )
+            )
         )
         self.keeper.drop(connection_of(ctx), report_id)
         return text
@@ -312,17 +342,20 @@ class Tools:
         ] = False,
     ) -> str:
         """Resolve a report you hold, with the evidence of the fix."""
-        token = self.keeper.token(connection_of(ctx), report_id)
         text = self.call(
             lambda: compact(
-                self.api(ctx).resolve(
+                self.with_claim(
+                    ctx,
                     report_id,
-                    token=token,
-                    resolution_notes=resolution_notes,
-                    commit_shas=commit_shas,
-                    pr_url=pr_url,
-                    tests=tests,
-                    verify=verify or None,
+                    lambda api, token: api.resolve(
+                        report_id,
+                        token=token,
+                        resolution_notes=resolution_notes,
+                        commit_shas=commit_shas,
+                        pr_url=pr_url,
+                        tests=tests,
+                        verify=verify or None,
+                    ),
                 )
             )
         )
