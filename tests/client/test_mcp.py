@@ -194,6 +194,24 @@ def test_claims_are_heartbeated_while_the_session_lasts(server, agent_key):
     assert_no_token(outputs, hashes)
 
 
+def test_heartbeats_stop_when_the_http_session_ends(server, agent_key):
+    report = make_report(title="Cache never expires", severity="high")
+    outputs, hashes = [], set()
+
+    async def claim_then_leave(url):
+        async with http_session(url, agent_key, outputs=outputs, hashes=hashes) as mcp:
+            await mcp.call("claim_next", lease_seconds=2)
+            await anyio.sleep(3)  # beaten while the session lasts
+            assert BugReport.objects.get(pk=report.pk).claim_is_live()
+        await anyio.sleep(4)  # closed: nobody beats it, the lease runs out
+
+    with mcp_http_server(server) as url:
+        run(lambda: claim_then_leave(url))
+        report.refresh_from_db()
+        assert not report.claim_is_live()
+    assert_no_token(outputs, hashes)
+
+
 def test_two_http_sessions_at_once_never_get_the_same_report(server, agent_key, other_agent_key):
     reports = {
         str(make_report(title=f"Concurrent {word(n)}", severity="high").pk) for n in range(12)

@@ -1,7 +1,7 @@
 """Claim tokens held for MCP sessions, so they never enter a model's context.
 
-A token is kept per session and report; a background thread heartbeats every kept claim at a
-third of its lease while its session lasts. When the session is gone (its object collected),
+A token is kept per session (an MCP connection) and report; a background thread heartbeats
+every kept claim at a third of its lease while its session lasts. When the session closes,
 its claims are forgotten and their leases run out on the server, which frees the reports.
 """
 
@@ -59,7 +59,11 @@ class ClaimKeeper:
         with self._lock:
             if key not in self._sessions:
                 self._sessions[key] = {}
-                # The session's end (its object collected) ends its heartbeats.
+                # The session's end ends its heartbeats: an MCP connection unwinds its exit
+                # stack when it closes; any other object, when it is collected.
+                exit_stack = getattr(session, "exit_stack", None)
+                if exit_stack is not None:
+                    exit_stack.callback(self._forget_session, key)
                 weakref.finalize(session, self._forget_session, key)
             self._sessions[key][report_id] = held
         self._start()
