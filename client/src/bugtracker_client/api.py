@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -440,6 +440,28 @@ class AmbiguousId(ApiError):
             400, message=f"{prefix!r} matches several reports ({shown}): give more of the id."
         )
         self.candidates = candidates
+
+
+def write_as_holder(
+    api: BugtrackerClient,
+    report_id: str,
+    token: str | None,
+    write: Callable[[str | None], Any],
+) -> tuple[Any, Claim | None]:
+    """`write(token)`, and the claim made on the way, if any. Without a token, a write refused
+    for want of one (428) re-claims the report, which the server grants its holder with a
+    fresh token (a client that restarted and lost it), and tries once more; a re-claim the
+    server refuses leaves the first refusal standing."""
+    try:
+        return write(token), None
+    except ApiError as refused:
+        if token is not None or refused.status != 428:
+            raise
+        try:
+            claim = api.claim(report_id)
+        except ApiError:
+            raise refused from None
+    return write(claim.token), claim
 
 
 def retry_after(response: httpx.Response, *, default: float) -> float:

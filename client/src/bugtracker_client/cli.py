@@ -25,6 +25,7 @@ from .api import (
     ApiError,
     BugtrackerClient,
     compact,
+    write_as_holder,
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
@@ -206,6 +207,12 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
     def report_id(prefix: str) -> str:
         return api.resolve_id(prefix, known=claims.ids())
 
+    def as_holder(target: str, write):
+        result, reclaimed = write_as_holder(api, target, claims.token(target), write)
+        if reclaimed is not None:
+            claims.put(target, reclaimed.token)
+        return result
+
     match args.command:
         case "whoami":
             out.data(api.whoami(), lambda me: out.console.print(f"{me['name']} ({me['role']})"))
@@ -261,8 +268,9 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
         case "note":
             target = report_id(args.id)
             message = sys.stdin.read() if args.message == "-" else args.message
-            event = api.add_event(
-                target, message=message, kind=args.kind, token=claims.token(target)
+            event = as_holder(
+                target,
+                lambda token: api.add_event(target, message=message, kind=args.kind, token=token),
             )
             out.data(event, out.report)
         case "heartbeat":
@@ -275,21 +283,25 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
             out.data(compact(report), out.report)
         case "release":
             target = report_id(args.id)
-            report = api.release(
-                target, token=claims.token(target), reason=args.reason, note=args.note
+            report = as_holder(
+                target,
+                lambda token: api.release(target, token=token, reason=args.reason, note=args.note),
             )
             claims.put(target, None)
             out.data(compact(report), out.report)
         case "resolve":
             target = report_id(args.id)
-            report = api.resolve(
+            report = as_holder(
                 target,
-                token=claims.token(target),
-                resolution_notes=args.notes,
-                commit_shas=args.commit,
-                pr_url=args.pr,
-                tests=args.test,
-                verify=args.verify or None,
+                lambda token: api.resolve(
+                    target,
+                    token=token,
+                    resolution_notes=args.notes,
+                    commit_shas=args.commit,
+                    pr_url=args.pr,
+                    tests=args.test,
+                    verify=args.verify or None,
+                ),
             )
             claims.put(target, None)
             out.data(compact(report), out.report)

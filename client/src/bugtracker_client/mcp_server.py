@@ -28,6 +28,7 @@ from .api import (
     ApiError,
     BugtrackerClient,
     compact,
+    write_as_holder,
 )
 from .budget import DEFAULT_MAX_CHARS, dumps, fit, hard_cut
 from .claims import ClaimKeeper
@@ -95,24 +96,15 @@ class Tools:
         return ToolError(hard_cut(text, self.max_chars))
 
     def with_claim(self, ctx: Context, report_id: str, write: Callable[..., Any]) -> Any:
-        """`write(api, token)` with the token this connection keeps for the report. Without
-        one, a write refused for want of it (428) re-claims the report, which the server
-        grants its holder with a fresh token (e.g. after this process restarted), and tries
-        once more; a re-claim the server refuses leaves the first refusal standing."""
+        """`write(api, token)` with the token this connection keeps for the report; a token
+        recovered by the holder's re-claim is kept from then on."""
         api = self.api(ctx)
         connection = connection_of(ctx)
         token = self.keeper.token(connection, report_id)
-        try:
-            return write(api, token)
-        except ApiError as refused:
-            if token is not None or refused.status != 428:
-                raise
-            try:
-                claim = api.claim(report_id)
-            except ApiError:
-                raise refused from None
-        self.keeper.keep(connection, api, report_id, claim.token, None)
-        return write(api, claim.token)
+        result, reclaimed = write_as_holder(api, report_id, token, lambda t: write(api, t))
+        if reclaimed is not None:
+            self.keeper.keep(connection, api, report_id, reclaimed.token, None)
+        return result
 
     def call(self, fn: Callable[[], Any]) -> str:
         try:
