@@ -6,6 +6,7 @@ import re
 from contextlib import asynccontextmanager
 
 import httpx2
+from django.db import connections
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -16,6 +17,16 @@ from .conftest import client_env
 
 DEFAULT_BUDGET = 12_000
 TOKEN_RUN = re.compile(r"[A-Za-z0-9_-]{43,}")  # a claim token: secrets.token_urlsafe(32)
+
+
+def report_now(report_id) -> BugReport:
+    """The report as the database has it, read from inside the event loop. Django gives the
+    loop's context a connection of its own: closed here, so none is left open on the test
+    database (which could then not be dropped)."""
+    try:
+        return BugReport.objects.get(pk=report_id)
+    finally:
+        connections.close_all()
 
 
 class ToolFailed(Exception):
@@ -42,7 +53,7 @@ class Recorder:
             raise ToolFailed(text)
         answer = json.loads(text)
         if name == "claim_next" and answer.get("claimed"):
-            live = BugReport.objects.get(pk=answer["report_id"]).claim_token_hash
+            live = report_now(answer["report_id"]).claim_token_hash
             self.hashes.add(live)
         return answer
 

@@ -12,7 +12,7 @@ from reports.models import BugReport
 from tests.factories import make_report
 
 from .conftest import mcp_http_server, word
-from .mcp_helpers import ToolFailed, assert_no_token, http_session, stdio_session
+from .mcp_helpers import ToolFailed, assert_no_token, http_session, report_now, stdio_session
 
 READING = {"whoami", "list_reports", "get_report", "get_context", "summary"}
 WRITING = {"claim_next", "add_note", "release", "resolve", "verify", "submit_report"}
@@ -179,9 +179,9 @@ def test_claims_are_heartbeated_while_the_session_lasts(server, agent_key):
     async def loop():
         async with stdio_session(server, agent_key, outputs=outputs, hashes=hashes) as mcp:
             await mcp.call("claim_next", lease_seconds=2)
-            first = BugReport.objects.get(pk=report.pk).claim_expires_at
+            first = report_now(report.pk).claim_expires_at
             await anyio.sleep(4)  # twice the lease: only heartbeats keep it
-            held = BugReport.objects.get(pk=report.pk)
+            held = report_now(report.pk)
             assert held.claim_holder == "agent-mcp"
             assert held.claim_expires_at > max(first, timezone.now())
             await mcp.call("add_note", report_id=str(report.pk), message="still on it")
@@ -202,7 +202,7 @@ def test_heartbeats_stop_when_the_http_session_ends(server, agent_key):
         async with http_session(url, agent_key, outputs=outputs, hashes=hashes) as mcp:
             await mcp.call("claim_next", lease_seconds=2)
             await anyio.sleep(3)  # beaten while the session lasts
-            assert BugReport.objects.get(pk=report.pk).claim_is_live()
+            assert report_now(report.pk).claim_is_live()
         await anyio.sleep(4)  # closed: nobody beats it, the lease runs out
 
     with mcp_http_server(server) as url:
