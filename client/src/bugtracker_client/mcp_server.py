@@ -254,23 +254,22 @@ class Tools:
         }
         if claim.epoch is not None:
             answer["claim_epoch"] = claim.epoch
-        bundle = claim.context or self._context_or_none(api, claim.report_id)
-        if bundle is not None:
-            answer["context"] = bundle
-        else:
-            # This server has no context endpoint yet: the compact report instead.
+        try:
+            answer["context"] = claim.context or self._context(api, claim.report_id)
+        except ApiError as error:
+            # The claim stands whatever the bundle's fate: the compact report instead (a
+            # server without GET …/context answers 404), and why.
             answer["report"] = compact(claim.report)
+            if error.status != 404:
+                answer["context_error"] = str(error)
         return self.output(answer)
 
-    def _context_or_none(self, api: BugtrackerClient, report_id: str) -> dict | None:
+    def _context(self, api: BugtrackerClient, report_id: str) -> dict:
         limit = max(MIN_CONTEXT_CHARS, self.max_chars - CONTEXT_OVERHEAD)
-        try:
-            bundle = api.get_context(report_id, max_chars=limit)
-        except ApiError as error:
-            if error.status in (404, 405):  # a server without GET …/context
-                return None
-            raise self.fail(error) from None
-        return bundle if isinstance(bundle, dict) else None
+        bundle = api.get_context(report_id, max_chars=limit)
+        if not isinstance(bundle, dict):
+            raise ApiError(0, message="The context bundle was not a JSON object.")
+        return bundle
 
     def add_note(
         self,
