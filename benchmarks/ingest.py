@@ -7,7 +7,12 @@ once the last response is in, every report is fully processed; the benchmark che
 The floor is `POST /bench/floor` (benchmarks/floor.py) in the same server: same stack,
 one bare INSERT. Phases alternate floor/ingest twice and the better run of each counts.
 
+Envelope ingest runs in the same phases: real sentry-sdk envelopes (benchmarks/envelopes.py,
+captured once, half new bugs, half occurrences of 40 known ones) replayed gzipped to
+`POST /api/<project>/envelope/`; each event is checked stored, grouped and evented after.
+
     .venv/bin/python -m benchmarks.ingest [--reports 4000] [--clients 16] [--workers 2] [--threads 4]
+    BENCH_DATABASE_URL=sqlite:////tmp/bt_bench.sqlite3 .venv/bin/python -m benchmarks.ingest
 """
 
 import argparse
@@ -116,21 +121,48 @@ def _requests(path: str, bodies: list[bytes], key: str):
         )
 
 
+def _envelope_requests(path: str, bodies: list[bytes], public_key: str):
+    for body in bodies:
+        yield (
+            "POST",
+            path,
+            body,
+            {
+                "Content-Type": "application/x-sentry-envelope",
+                "Content-Encoding": "gzip",
+                "X-Sentry-Auth": f"Sentry sentry_version=7, sentry_client=sentry.python, "
+                f"sentry_key={public_key}",
+            },
+        )
+
+
+def _split(items: list, size: int) -> tuple[list, list, list]:
+    return items[:400], items[400 : 400 + size], items[400 + size :]
+
+
 def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: int = 4) -> list[Row]:
     from django.db.models import Count, Q
 
+    from bugtracker.services import api_key_create_with_dsn
+    from ingest.models import IngestedEvent
     from reports.models import BugReport, BugReportEvent
 
     from .common import api_key, bench_database, gunicorn, json_body
+    from .envelopes import capture
 
     rows: list[Row] = []
+    envelopes = capture(reports * 2 + 400, release=RELEASE)
     with bench_database():
         key = api_key("bench-reporter", "reporter")
+        dsn = api_key_create_with_dsn(name="bench-sdk", role="reporter", host="127.0.0.1")[2]
+        public_key, project = dsn.removeprefix("http://").split("@")[0], dsn.rsplit("/", 1)[1]
+        envelope_path = f"/api/{project}/envelope/"
         payloads = make_reports(reports * 2 + 400)
         bodies = [json_body(p) for p in payloads]
-        warm, first, second = bodies[:400], bodies[400 : 400 + reports], bodies[400 + reports :]
+        warm, first, second = _split(bodies, reports)
+        env_warm, env_first, env_second = _split(envelopes, reports)
         floor_body = [json_body({"title": p["title"]}) for p in payloads[:reports]]
-        extra = {"RELEASE_SHA": RELEASE}
+        extra = {"RELEASE_SHA": RELEASE, "INGEST_RATE_PER_KEY": "off"}
         with gunicorn(workers=workers, threads=threads, extra_env=extra) as server:
             http_load(
                 port=server.port, requests=_requests("/bench/floor", warm, key), clients=clients
@@ -138,8 +170,13 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
             http_load(
                 port=server.port, requests=_requests("/api/bug-reports", warm, key), clients=clients
             )
-            floors, ingests = [], []
-            for batch in (first, second):
+            http_load(
+                port=server.port,
+                requests=_envelope_requests(envelope_path, env_warm, public_key),
+                clients=clients,
+            )
+            floors, ingests, sdk_runs = [], [], []
+            for batch, env_batch in ((first, env_first), (second, env_second)):
                 floors.append(
                     http_load(
                         port=server.port,
@@ -154,10 +191,19 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
                         clients=clients,
                     )
                 )
+                sdk_runs.append(
+                    http_load(
+                        port=server.port,
+                        requests=_envelope_requests(envelope_path, env_batch, public_key),
+                        clients=clients,
+                    )
+                )
         floor = max(floors, key=lambda r: r.rate)
         ingest = max(ingests, key=lambda r: r.rate)
+        sdk = max(sdk_runs, key=lambda r: r.rate)
         failed = sum(r.requests - r.ok(201) for r in [*floors, *ingests])
-        submitted = BugReport.objects.exclude(stack_trace="")
+        failed += sum(r.requests - r.ok(200) for r in sdk_runs)
+        submitted = BugReport.objects.exclude(stack_trace="").exclude(source="system")
         processed = submitted.filter(
             dedup_group__isnull=False,
             trace_id__isnull=False,
@@ -179,6 +225,29 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         if processed != total or evented != total or failed:
             raise SystemExit("ingest: some submissions were not fully processed")
+        events = BugReport.objects.filter(source="system")
+        events_processed = events.filter(
+            dedup_group__isnull=False,
+            trace_id__isnull=False,
+            request_id__isnull=False,
+            release_sha=RELEASE,
+        ).count()
+        events_evented = (
+            BugReportEvent.objects.filter(report__in=events)
+            .values("report")
+            .annotate(n=Count("id", filter=Q(kind="created")))
+            .filter(n=1)
+            .count()
+        )
+        events_duplicates = events.filter(duplicate_of__isnull=False).count()
+        sent = len(envelopes)
+        print(
+            f"envelopes: {sent} sent, {events_processed} grouped+traced+released, "
+            f"{events_evented} evented, {events_duplicates} duplicates, "
+            f"{IngestedEvent.objects.count()} event ids kept"
+        )
+        if events_processed != sent or events_evented != sent:
+            raise SystemExit("ingest: some envelope events were not fully processed")
         label = f"{clients} clients, {workers}x{threads} gunicorn"
         rows.append(
             Row(
@@ -200,6 +269,38 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
                 "/s",
                 target=">= 500/s",
                 met=ingest.rate >= 500,
+            )
+        )
+        rows.append(
+            Row(
+                "ingest",
+                f"envelope events/s ({label})",
+                sdk.rate,
+                "/s",
+                baseline=floor.rate,
+                baseline_name="floor",
+                target=">= 0.5x floor",
+                met=sdk.rate >= 0.5 * floor.rate,
+            )
+        )
+        rows.append(
+            Row(
+                "ingest",
+                "envelope events/s absolute",
+                sdk.rate,
+                "/s",
+                target=">= 600/s",
+                met=sdk.rate >= 600,
+            )
+        )
+        rows.append(
+            Row(
+                "ingest",
+                "envelope latency p95",
+                percentile(sdk.latencies, 95) * 1000,
+                "ms",
+                baseline=percentile(floor.latencies, 95) * 1000,
+                baseline_name="floor",
             )
         )
         rows.append(

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "reports",
     "telemetry",
     "dedup",
+    "ingest",
 ]
 
 MIDDLEWARE = [
@@ -204,6 +205,14 @@ WORKER_SHUTDOWN_SECONDS = env.float("WORKER_SHUTDOWN_SECONDS", default=10.0)
 BACKLOG_ALERT_MAX_OPEN = env.int("BACKLOG_ALERT_MAX_OPEN", default=500)
 BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=168.0)
 LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
+
+# Sentry-protocol ingest (ingest/): the rate per DSN, the host DSNs name, body limits.
+INGEST_RATE_PER_KEY = env.str("INGEST_RATE_PER_KEY", default="600/min")
+INGEST_KEEP_PII = env.bool("INGEST_KEEP_PII", default=False)
+INGEST_DSN_HOST = env.str("INGEST_DSN_HOST", default="127.0.0.1:8000")
+INGEST_MAX_BODY = env.int("INGEST_MAX_BODY", default=10 * 1024 * 1024)
+INGEST_MAX_DECOMPRESSED = env.int("INGEST_MAX_DECOMPRESSED", default=10 * 1024 * 1024)
+INGEST_MAX_ITEMS = env.int("INGEST_MAX_ITEMS", default=100)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
