@@ -52,7 +52,15 @@ def capture(count: int, *, release: str, seed: int = 11, known_bugs: int = 40) -
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / "envelopes.bin"
         subprocess.run(
-            [sys.executable, "-m", "benchmarks.envelopes", str(count), release, str(seed), str(out)],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.envelopes",
+                str(count),
+                release,
+                str(seed),
+                str(out),
+            ],
             cwd=Path(__file__).resolve().parent.parent,
             check=True,
         )

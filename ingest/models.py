@@ -1,5 +1,3 @@
-import uuid
-
 from django.db import models
 from django.utils import timezone
 
@@ -22,23 +20,3 @@ class DsnKey(models.Model):
 
     def __str__(self):
         return f"DSN project {self.pk} of {self.api_key_id}"
-
-
-class IngestedEvent(models.Model):
-    """An event id already stored, per DSN: the same event sent again is the same report."""
-
-    dsn_key = models.ForeignKey(DsnKey, on_delete=models.CASCADE, related_name="events")
-    event_id = models.UUIDField(default=uuid.uuid4)
-    report = models.ForeignKey(
-        "reports.BugReport", on_delete=models.CASCADE, related_name="ingested_events"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        db_table = "ingest_events"
-        constraints = [
-            models.UniqueConstraint(fields=["dsn_key", "event_id"], name="ingest_events_unique")
-        ]
-
-    def __str__(self):
-        return f"{self.event_id.hex} → {self.report_id}"

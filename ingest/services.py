@@ -12,7 +12,7 @@ from telemetry.models import Release
 
 from .auth import DsnCaller, hash_public_key
 from .mapping import MappedEvent
-from .models import DsnKey, IngestedEvent
+from .models import DsnKey
 
 
 def dsn_text(*, public_key: str, host: str, project_id: int) -> str:
@@ -44,23 +44,32 @@ def release_sha_for_version(*, version: str, environment: str | None) -> str | N
     return rows[0][0] if rows else None
 
 
+# Report ids of ingested events: uuid5(this, "<DSN id>:<event id>").
+EVENT_REPORT_NAMESPACE = uuid.UUID("5e7a1c2e-9b1f-4f57-a3a4-0d3c5b1e8f21")
+
+
+def event_report_id(*, dsn_key_id: int, event_id: uuid.UUID) -> uuid.UUID:
+    """The id of the report an event makes: the same event from the same DSN, the same id.
+
+    So the event id is the idempotency key with no table of its own: a second delivery hits
+    the report's primary key inside the submission's own transaction. Native submissions
+    cannot choose ids, and another DSN's event with the same id gets another report id.
+    """
+    return uuid.uuid5(EVENT_REPORT_NAMESPACE, f"{dsn_key_id}:{event_id.hex}")
+
+
 def event_file(
     *, caller: DsnCaller, event_id: uuid.UUID, data: dict, client_fingerprint=None
 ) -> BugReport | None:
-    """File one event as a report (grouped and evented by the submission service), or None
-    when this DSN already sent this event id: the event id is the idempotency key, kept in
-    the same transaction as the report."""
+    """File one event as a report (grouped and evented by the submission service, in its
+    one transaction), or None when this DSN already sent this event id."""
+    report_id = event_report_id(dsn_key_id=caller.dsn_key_id, event_id=event_id)
     try:
-        with transaction.atomic():
-            report = report_create(
-                actor=caller.name, data=data, client_fingerprint=client_fingerprint
-            )
-            IngestedEvent.objects.create(
-                dsn_key_id=caller.dsn_key_id, event_id=event_id, report=report
-            )
-            return report
+        return report_create(
+            actor=caller.name, data={**data, "id": report_id}, client_fingerprint=client_fingerprint
+        )
     except IntegrityError:
-        if IngestedEvent.objects.filter(dsn_key_id=caller.dsn_key_id, event_id=event_id).exists():
+        if BugReport.objects.filter(pk=report_id).exists():
             return None
         raise
 

@@ -13,7 +13,6 @@ from django.test import Client, override_settings
 
 from bugtracker.services import api_key_create_with_dsn, api_key_revoke
 from dedup.models import DedupGroup
-from ingest.models import IngestedEvent
 from reports.models import BugReport
 
 from .envelopes import envelope, event_envelope, event_payload
@@ -109,8 +108,21 @@ def test_the_same_event_twice_is_one_report(dsn):
     first, second = post(dsn, body), post(dsn, body)
     assert first.status_code == second.status_code == 200
     assert first.json() == second.json()
-    assert BugReport.objects.count() == 1 and IngestedEvent.objects.count() == 1
+    assert BugReport.objects.count() == 1
     assert DedupGroup.objects.get().occurrences == 1
+    assert first.json()["id"] == json.loads(body.split(b"\n")[0])["event_id"]
+
+
+def test_the_same_event_id_from_another_dsn_is_another_report(dsn):
+    _, _, other = api_key_create_with_dsn(name="other-app", role="reporter", host="testserver")
+    other_key, other_project = re.fullmatch(r"http://(\w+)@testserver/(\d+)", other).groups()
+    body = event_envelope()
+    assert post(dsn, body).status_code == 200
+    assert post((other_key, int(other_project)), body).status_code == 200
+    assert sorted(BugReport.objects.values_list("reporter_id", flat=True)) == [
+        "other-app",
+        "shop-backend",
+    ]
 
 
 @pytest.mark.parametrize(
