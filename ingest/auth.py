@@ -3,8 +3,11 @@
 import hashlib
 import hmac
 import re
+import threading
+import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
 
 from bugtracker.models import ApiKey
@@ -52,6 +55,40 @@ _SQL = (
 )
 
 
+# Live DSNs seen lately, per process: digest → (caller, monotonic expiry). An SDK sends
+# every event with the same key; INGEST_KEY_CACHE_SECONDS bounds how long a revoked key's
+# DSN keeps working in a process that saw it (0: look it up every time).
+_known: dict[str, tuple[DsnCaller, float]] = {}
+_known_lock = threading.Lock()
+KNOWN_MAX = 1024
+
+
+def forget_known_dsns() -> None:
+    with _known_lock:
+        _known.clear()
+
+
+def _lookup(digest: str) -> DsnCaller | None:
+    ttl = settings.INGEST_KEY_CACHE_SECONDS
+    now = time.monotonic()
+    if ttl > 0:
+        hit = _known.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL, [digest])
+        row = cursor.fetchone()
+    if row is None or not hmac.compare_digest(row[3], digest):
+        return None
+    caller = DsnCaller(row[0], row[1], row[2])
+    if ttl > 0:
+        with _known_lock:
+            if len(_known) >= KNOWN_MAX:
+                _known.clear()
+            _known[digest] = (caller, now + ttl)
+    return caller
+
+
 def authenticate(request, project_id: int) -> DsnCaller:
     """The caller of a DSN (every role may submit); 401 without a valid live key, 403 for
     another project's id."""
@@ -60,15 +97,11 @@ def authenticate(request, project_id: int) -> DsnCaller:
         raise IngestAuthError(401, "Send sentry_key in X-Sentry-Auth or the query string.")
     if not PUBLIC_KEY.fullmatch(public_key):
         raise IngestAuthError(401, "Invalid sentry_key: 32 lowercase hex characters expected.")
-    digest = hash_public_key(public_key)
-    with connection.cursor() as cursor:
-        cursor.execute(_SQL, [digest])
-        row = cursor.fetchone()
-    if row is None or not hmac.compare_digest(row[3], digest):
+    caller = _lookup(hash_public_key(public_key))
+    if caller is None:
         raise IngestAuthError(401, "Unknown or revoked sentry_key.")
-    dsn_key_id, name, role = row[0], row[1], row[2]
-    if dsn_key_id != project_id:
+    if caller.dsn_key_id != project_id:
         raise IngestAuthError(
-            403, f"This sentry_key belongs to project {dsn_key_id}, not {project_id}."
+            403, f"This sentry_key belongs to project {caller.dsn_key_id}, not {project_id}."
         )
-    return DsnCaller(dsn_key_id, name, role)
+    return caller

@@ -54,3 +54,10 @@ def run_sdk(dsn: str, scenario: str) -> dict:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(autouse=True)
+def _forget_known_dsns():
+    from ingest import auth
+
+    auth.forget_known_dsns()

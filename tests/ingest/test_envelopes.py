@@ -231,3 +231,17 @@ def test_an_invalid_event_id_is_400(dsn):
     answer = post(dsn, event_envelope(event_payload(event_id="not-a-uuid")))
     assert answer.status_code == 400
     assert BugReport.objects.count() == 0
+
+
+@override_settings(INGEST_KEY_CACHE_SECONDS=5)
+def test_a_revoked_dsn_stops_within_the_key_cache_time(dsn, monkeypatch):
+    import time
+
+    from ingest import auth
+
+    assert post(dsn, event_envelope()).status_code == 200
+    api_key_revoke(name="shop-backend")
+    later = time.monotonic() + 6
+    monkeypatch.setattr(auth.time, "monotonic", lambda: later)
+    assert post(dsn, event_envelope()).status_code == 401
+    assert BugReport.objects.count() == 1
