@@ -12,11 +12,12 @@ captured once, half new bugs, half occurrences of 40 known ones) replayed gzippe
 `POST /api/<project>/envelope/`; each event is checked stored, grouped and evented after.
 
     .venv/bin/python -m benchmarks.ingest [--reports 4000] [--clients 16] [--workers 2] [--threads 4]
-    BENCH_DATABASE_URL=sqlite:////tmp/bt_bench.sqlite3 .venv/bin/python -m benchmarks.ingest
+    .venv/bin/python -m benchmarks.ingest --database sqlite   # a SQLite file under /tmp instead
 """
 
 import argparse
 import random
+import tempfile
 import uuid
 
 from .common import Row, django_setup, http_load, percentile, report_rows
@@ -140,7 +141,14 @@ def _split(items: list, size: int) -> tuple[list, list, list]:
     return items[:400], items[400 : 400 + size], items[400 + size :]
 
 
-def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: int = 4) -> list[Row]:
+def run(
+    *,
+    reports: int = 4000,
+    clients: int = 16,
+    workers: int = 2,
+    threads: int = 4,
+    database: str = "postgres",
+) -> list[Row]:
     from django.db.models import Count, Q
 
     from bugtracker.services import api_key_create_with_dsn
@@ -247,9 +255,10 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         if events_processed != sent or events_evented != sent:
             raise SystemExit("ingest: some envelope events were not fully processed")
         label = f"{clients} clients, {workers}x{threads} gunicorn"
+        name = "ingest" if database == "postgres" else f"ingest-{database}"
         rows.append(
             Row(
-                "ingest",
+                name,
                 f"reports/s ({label})",
                 ingest.rate,
                 "/s",
@@ -261,7 +270,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
                 "reports/s absolute",
                 ingest.rate,
                 "/s",
@@ -271,7 +280,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
                 f"envelope events/s ({label})",
                 sdk.rate,
                 "/s",
@@ -283,7 +292,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
                 "envelope events/s absolute",
                 sdk.rate,
                 "/s",
@@ -293,7 +302,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
                 "envelope latency p95",
                 percentile(sdk.latencies, 95) * 1000,
                 "ms",
@@ -303,7 +312,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
                 "submit latency p95",
                 percentile(ingest.latencies, 95) * 1000,
                 "ms",
@@ -320,15 +329,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     args = parser.parse_args()
+    if args.database == "sqlite":
+        from . import common
+
+        common.BENCH_DATABASE_URL = f"sqlite:///{tempfile.gettempdir()}/bt_bench.sqlite3"
     django_setup()
     rows = run(
-        reports=args.reports, clients=args.clients, workers=args.workers, threads=args.threads
+        reports=args.reports,
+        clients=args.clients,
+        workers=args.workers,
+        threads=args.threads,
+        database=args.database,
     )
     report_rows(
         rows,
         f"{COMMAND} --reports {args.reports} --clients {args.clients} "
-        f"--workers {args.workers} --threads {args.threads}",
+        f"--workers {args.workers} --threads {args.threads} --database {args.database}",
     )
 
 
