@@ -75,6 +75,11 @@ def _serializer_errors(errors) -> dict:
 class _IngestView(View):
     http_method_names = ["post"]
 
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        response = problem_response(405, f"Method {request.method} not allowed: POST only.")
+        response["Allow"] = "POST"
+        return response
+
     def post(self, request, project_id):
         try:
             caller = authenticate(request, int(project_id))

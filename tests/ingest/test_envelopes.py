@@ -245,3 +245,9 @@ def test_a_revoked_dsn_stops_within_the_key_cache_time(dsn, monkeypatch):
     monkeypatch.setattr(auth.time, "monotonic", lambda: later)
     assert post(dsn, event_envelope()).status_code == 401
     assert BugReport.objects.count() == 1
+
+
+def test_get_is_a_405_problem(dsn):
+    answer = Client().get(f"/api/{dsn[1]}/envelope/")
+    assert answer.status_code == 405 and answer["Allow"] == "POST"
+    assert answer["Content-Type"] == "application/problem+json"
