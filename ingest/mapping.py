@@ -11,7 +11,7 @@ one sent by an SDK get one fingerprint, by one function.
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dedup.fingerprint import ExceptionBlock, template_route
 from reports.serializers import (
@@ -55,7 +55,6 @@ class MappedEvent:
     client_fingerprint: list[str] | None = None
     # A release that is not a commit, to look up in the registry by version.
     release_version: str | None = None
-    blocks: list[ExceptionBlock] = field(default_factory=list)
 
 
 def clean(value, limit: int | None = None) -> str:
@@ -123,7 +122,8 @@ def _safe_value(value: str) -> str:
 def exception_blocks(exceptions: list[dict]) -> list[ExceptionBlock]:
     """The normalised parts the fingerprint reads: per exception, its type and its
     (file, function) frames, outermost first; exceptions without frames are left out, as a
-    printed traceback without frames has none to read."""
+    printed traceback without frames has none to read. What render_traceback writes reads
+    back as exactly this (tests/ingest/test_mapping.py)."""
     blocks = []
     for exc in exceptions:
         frames = _list(_dict(exc.get("stacktrace")).get("frames"))
@@ -301,5 +301,4 @@ def map_event(event: dict, *, event_id: uuid.UUID, keep_pii: bool) -> MappedEven
         data={k: v for k, v in data.items() if v is not None},
         client_fingerprint=fingerprint or None,
         release_version=release if release and not sha else None,
-        blocks=exception_blocks(exceptions),
     )
