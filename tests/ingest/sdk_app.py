@@ -83,8 +83,8 @@ def main(dsn: str, scenario: str) -> None:
         out["texts"] = [capture(load_order, 99)]
     elif scenario == "text":
         out["texts"] = [capture(parse_quantity, "seven")]
-    elif scenario == "idle":
-        pass
+    elif scenario == "burst":
+        out["texts"] = [capture(load_order, n) for n in range(5)]
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     sentry_sdk.flush(timeout=20)

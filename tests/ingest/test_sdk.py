@@ -4,11 +4,13 @@ import json
 
 import pytest
 
+from bugtracker.services import api_key_create_with_dsn
 from dedup.models import DedupGroup
 from reports.models import BugReport, BugReportEvent
 from telemetry.models import Release
+from tests.hardening.live import LiveServer
 
-from .conftest import run_sdk
+from .conftest import database_url, run_sdk
 from .sdk_app import RELEASE_SHA
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -121,3 +123,19 @@ def test_a_traceback_sent_as_text_and_by_the_sdk_land_in_one_group(dsn, reporter
     assert text_report.dedup_group_id == sdk_report.dedup_group_id
     assert text_report.duplicate_of_id == sdk_report.pk
     assert DedupGroup.objects.get().occurrences == 2
+
+
+def test_the_sdk_obeys_the_rate_limit(tmp_path, transactional_db):
+    log = tmp_path / "server.log"
+    with LiveServer(
+        database_url=database_url(), log_path=log, INGEST_RATE_PER_KEY="1/min"
+    ) as server:
+        _, _, dsn = api_key_create_with_dsn(
+            name="chatty", role="reporter", host=f"127.0.0.1:{server.port}"
+        )
+        run_sdk(dsn, "burst")
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    posts = [line["status"] for line in lines if line.get("path", "").endswith("/envelope/")]
+    # One event through, one 429 that tells the SDK to wait, and the SDK sends no more.
+    assert posts == [200, 429]
+    assert BugReport.objects.count() == 1
