@@ -1,47 +1,39 @@
-"""Per-DSN rate (`INGEST_RATE_PER_KEY`, e.g. `600/min`): a fixed window counted in the shared
-cache, so every gunicorn worker and instance counts together."""
+"""Per-DSN rate (`INGEST_RATE_PER_KEY`, e.g. `600/min`), counted in fixed windows by the same
+counter as the API's throttles (bugtracker.throttling): in Redis or Memcached when the cache is
+one, else in the database, so every gunicorn worker and instance counts together."""
 
 import logging
+import math
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+
+from bugtracker.throttling import counter, parse_rate
 
 logger = logging.getLogger("ingest.ratelimit")
 
-PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+OFF = ("", "off", "none")
 
 
-def parse_rate(rate: str) -> tuple[int, int] | None:
-    """`600/min` → (600, 60); empty or `off` → None (no limit)."""
-    rate = (rate or "").strip().lower()
-    if rate in ("", "off", "none"):
-        return None
-    count, _, period = rate.partition("/")
-    return int(count), PERIODS[period.strip()[:1] or "m"]
+def rate_limit() -> tuple[int, int] | None:
+    """(requests, window seconds) of INGEST_RATE_PER_KEY, or None when it is off."""
+    rate = (settings.INGEST_RATE_PER_KEY or "").strip()
+    return None if rate.lower() in OFF else parse_rate(rate)
 
 
 def retry_after(dsn_key_id: int, *, now: float | None = None) -> int | None:
     """Count one request of this DSN; the seconds to wait when it is over its rate, else None."""
-    limit = parse_rate(settings.INGEST_RATE_PER_KEY)
+    limit = rate_limit()
     if limit is None:
         return None
-    count, seconds = limit
+    allowed, duration = limit
     now = time.time() if now is None else now
-    window = int(now // seconds)
-    cache_key = f"ingest-rate:{dsn_key_id}:{window}"
+    window_start = int(now // duration * duration)
     try:
-        if cache.add(cache_key, 1, seconds + 1):
-            used = 1
-        else:
-            try:
-                used = cache.incr(cache_key)
-            except ValueError:  # expired between add and incr
-                cache.add(cache_key, 1, seconds + 1)
-                used = 1
-    except Exception as exc:  # the shared cache is down: accept rather than lose events
-        logger.warning("ingest rate cache unavailable, request not counted: %s", exc)
+        hits = counter().hit(f"ingest-dsn:{dsn_key_id}", window_start, duration)
+    except Exception as exc:  # the counter's store is down: accept rather than lose events
+        logger.warning("ingest rate store unavailable, request not counted: %s", exc)
         return None
-    if used <= count:
+    if hits <= allowed:
         return None
-    return max(1, int((window + 1) * seconds - now + 0.999))
+    return max(1, math.ceil(window_start + duration - now))
