@@ -169,7 +169,7 @@ def run(
         warm, first, second = _split(bodies, reports)
         env_warm, env_first, env_second = _split(envelopes, reports)
         floor_body = [json_body({"title": p["title"]}) for p in payloads[:reports]]
-        extra = {"RELEASE_SHA": RELEASE, "INGEST_RATE_PER_KEY": "off"}
+        extra = {"RELEASE_SHA": RELEASE}
         with gunicorn(workers=workers, threads=threads, extra_env=extra) as server:
             http_load(
                 port=server.port, requests=_requests("/bench/floor", warm, key), clients=clients
