@@ -65,9 +65,14 @@ def event_file(
     one transaction), or None when this DSN already sent this event id."""
     report_id = event_report_id(dsn_key_id=caller.dsn_key_id, event_id=event_id)
     try:
-        return report_create(
-            actor=caller.name, data={**data, "id": report_id}, client_fingerprint=client_fingerprint
-        )
+        # Ours, so a repeat's IntegrityError rolls back only this: outermost in a request (no
+        # savepoint; report_create makes none inside it), a savepoint inside a caller's.
+        with transaction.atomic():
+            return report_create(
+                actor=caller.name,
+                data={**data, "id": report_id},
+                client_fingerprint=client_fingerprint,
+            )
     except IntegrityError:
         if BugReport.objects.filter(pk=report_id).exists():
             return None
