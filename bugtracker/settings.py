@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "telemetry",
     "dedup",
     "legacy",
+    "ingest",
 ]
 
 MIDDLEWARE = [
@@ -287,6 +288,15 @@ BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=1
 LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
 # Reports imported `in_progress` come in claimed by `legacy` for this long (0: not claimed).
 LEGACY_CLAIM_HOURS = env.float("LEGACY_CLAIM_HOURS", default=24.0)
+
+# Sentry-protocol ingest (ingest/): the rate per DSN, the host DSNs name, body limits.
+INGEST_RATE_PER_KEY = env.str("INGEST_RATE_PER_KEY", default="600/min")
+INGEST_KEEP_PII = env.bool("INGEST_KEEP_PII", default=False)
+INGEST_DSN_HOST = env.str("INGEST_DSN_HOST", default="127.0.0.1:8000")
+INGEST_MAX_BODY = env.int("INGEST_MAX_BODY", default=10 * 1024 * 1024)
+INGEST_MAX_DECOMPRESSED = env.int("INGEST_MAX_DECOMPRESSED", default=10 * 1024 * 1024)
+INGEST_MAX_ITEMS = env.int("INGEST_MAX_ITEMS", default=100)
+INGEST_KEY_CACHE_SECONDS = env.float("INGEST_KEY_CACHE_SECONDS", default=5.0)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
