@@ -14,7 +14,8 @@ Everything comes from the environment, like the Django settings:
 - GUNICORN_ACCESS_LOG: `-` for an access log on stdout (default off: the app logs each
   request's id itself and an access line per request costs throughput)
 
-Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on.
+Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on, and
+its webhook dispatcher when WEBHOOK_WORKER is on (`post_worker_init` below).
 
 Metrics (GET /metrics) add up every worker process's counters through files in
 PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode): the master sets it up when
@@ -92,3 +93,13 @@ def on_exit(server):
 _made_dirs: list[str] = []
 if __name__ == "__config__":  # gunicorn's master loading this file (not a test reading it)
     prepare_metrics_dir()
+
+
+def post_worker_init(worker):
+    """A gunicorn worker has loaded the app and is about to serve: it says so, and starts
+    its own remediation worker when BUGTRACKER_WORKER is on and its webhook dispatcher when
+    WEBHOOK_WORKER is on (with --preload too: this runs in each worker after the fork)."""
+    # Imported here: gunicorn reads this file before the app (and Django) is loaded.
+    from remediation.startup import serving
+
+    serving("gunicorn")

@@ -44,6 +44,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W003"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    # Before staticfiles: its runserver (staticfiles' own, which says that it serves) wins.
+    "remediation",
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
@@ -54,6 +56,8 @@ INSTALLED_APPS = [
     "telemetry",
     "dedup",
     "webhooks",
+    "legacy",
+    "ingest",
 ]
 
 MIDDLEWARE = [
@@ -307,6 +311,14 @@ WEBHOOK_ALERT_SECONDS = env.float("WEBHOOK_ALERT_SECONDS", default=60.0)
 
 # GET /metrics asks for `Authorization: Bearer <METRICS_TOKEN>` when it is set.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Sentry-protocol ingest (ingest/): the rate per DSN, the host DSNs name, body limits.
+INGEST_RATE_PER_KEY = env.str("INGEST_RATE_PER_KEY", default="600/min")
+INGEST_KEEP_PII = env.bool("INGEST_KEEP_PII", default=False)
+INGEST_DSN_HOST = env.str("INGEST_DSN_HOST", default="127.0.0.1:8000")
+INGEST_MAX_BODY = env.int("INGEST_MAX_BODY", default=10 * 1024 * 1024)
+INGEST_MAX_DECOMPRESSED = env.int("INGEST_MAX_DECOMPRESSED", default=10 * 1024 * 1024)
+INGEST_MAX_ITEMS = env.int("INGEST_MAX_ITEMS", default=100)
+INGEST_KEY_CACHE_SECONDS = env.float("INGEST_KEY_CACHE_SECONDS", default=5.0)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {

@@ -8,6 +8,7 @@ from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from bugtracker.serializers import UnknownFieldsRefused
+from dedup.fingerprint import repo_hints
 
 from .models import BugReport, BugReportEvent, EventKind, Severity, Source, Status
 
@@ -305,10 +306,6 @@ class BugReportSerializer(serializers.ModelSerializer):
 
     def get_repo_hints(self, report) -> list[str]:
         if not report.stack_trace:
-            return []
-        try:
-            from dedup.fingerprint import repo_hints
-        except ImportError:
             return []
         return repo_hints(report.stack_trace)
 

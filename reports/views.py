@@ -21,12 +21,13 @@ from bugtracker.idempotency import idempotent
 from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.permissions import IsAdmin, IsAgent, IsReporter, caller_id, caller_role, is_admin
 from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
+from dedup.curation import report_merge, report_split
 from dedup.serializers import MergeSerializer
-from dedup.services import report_merge, report_split
+from telemetry.context import submission_context
 
-from . import services
+from . import claims, services
 from .filters import BugReportFilter
-from .models import AgentRun, BugReport
+from .models import BugReport
 from .selectors import report_events, report_list, report_with_counts
 from .serializers import (
     BugReportCreateSerializer,
@@ -40,7 +41,7 @@ from .serializers import (
     ReleaseClaimSerializer,
     ResolveSerializer,
 )
-from .serializers_runs import AgentRunSerializer
+from .summary import report_summary
 
 ASC, DESC = False, True
 ORDERINGS = {
@@ -100,10 +101,6 @@ ORDERING_PARAM = OpenApiParameter(
 
 def _with_request_context(data: dict, request) -> dict:
     """Fill trace/request/release ids the body left out from the request's own context."""
-    try:
-        from telemetry.context import submission_context
-    except ImportError:
-        return data
     context = submission_context(request)
     for field in ("trace_id", "request_id", "release_sha"):
         if not data.get(field) and context.get(field):
@@ -283,19 +280,6 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         )
         return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        summary="A report's remediation runs",
-        description="Every run of the remediation worker on this report, oldest first.",
-        responses={200: AgentRunSerializer(many=True), **problems(401, 403, 404)},
-    )
-    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
-    def runs(self, request, *args, **kwargs):
-        report_id = self.report_id()
-        if not BugReport.objects.filter(pk=report_id).exists():
-            raise NotFound(f"No bug report {report_id}.")
-        runs = AgentRun.objects.filter(report_id=report_id).order_by("started_at", "id")
-        return Response(AgentRunSerializer(runs, many=True).data)
-
     def _claim_response(self, report, token):
         # ClaimResponseSerializer's shape (it documents it), without building its nested
         # report serializer's fields on every claim.
@@ -328,7 +312,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         serializer.is_valid(raise_exception=True)
         # The response is read in the claim's transaction: a token is never lost to a failed read.
         with transaction.atomic():
-            report, token = services.report_claim(
+            report, token = claims.report_claim(
                 report_id=self.report_id(),
                 actor=caller_id(request),
                 lease_seconds=serializer.validated_data.get("lease_seconds"),
@@ -358,7 +342,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         lease_seconds = filters.pop("lease_seconds", None)
         # The claimed report comes back with everything the response shows: nothing is read
         # after the claim commits, so a token cannot be lost to a failed read.
-        claimed = services.report_claim_next(
+        claimed = claims.report_claim_next(
             actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
         )
         if claimed is None:
@@ -376,7 +360,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def heartbeat(self, request, *args, **kwargs):
         serializer = LeaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_heartbeat(
+        report = claims.report_heartbeat(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token", ""),
@@ -395,7 +379,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def release(self, request, *args, **kwargs):
         serializer = ReleaseClaimSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_release(
+        report = claims.report_release(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token"),
@@ -418,7 +402,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def resolve(self, request, *args, **kwargs):
         serializer = ResolveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_resolve(
+        report = claims.report_resolve(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token"),
@@ -475,6 +459,4 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     )
     @action(detail=False, methods=["get"], pagination_class=None, filterset_class=None)
     def summary(self, request, *args, **kwargs):
-        from .summary import report_summary
-
         return Response(report_summary())

@@ -74,7 +74,7 @@ class Writes:
         data: dict | None = None,
         created_at: datetime | None = None,
     ) -> None:
-        """An event row, as event_write() would write it."""
+        """An event row, as lifecycle.write_event() would write it."""
         created_at = created_at or timezone.now()
         values = [report.pk, kind, actor or "", message or "", data or {}, created_at]
         pairs = zip(_EVENT_FIELDS, values, strict=True)

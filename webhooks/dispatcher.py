@@ -12,11 +12,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -24,7 +22,7 @@ from django.db import connection
 
 from bugtracker.work_queue import WorkQueue, close_stale_connections
 
-from . import services
+from . import outbox, services
 
 logger = logging.getLogger("webhooks.dispatcher")
 
@@ -158,6 +156,7 @@ def start_process_dispatcher(**options) -> WebhookDispatcher:
             return _dispatcher
         dispatcher = WebhookDispatcher(**options)
         _dispatcher, _dispatcher_pid = dispatcher, os.getpid()
+    outbox.set_waker(dispatcher.wake)
     dispatcher.start()
     atexit.register(_stop_at_exit, dispatcher)
     return dispatcher
@@ -168,22 +167,10 @@ def _stop_at_exit(dispatcher: WebhookDispatcher) -> None:
         dispatcher.stop(deadline=settings.WORKER_SHUTDOWN_SECONDS)
 
 
-def start_if_serving(
-    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
-) -> bool:
-    """From WebhooksConfig.ready(): start the dispatcher when WEBHOOK_WORKER is on and this
-    process serves the app (the remediation worker's rule), once per process."""
-    from reports.worker import in_gunicorn_worker, serving_process_kind  # reports loads first
-
+def on_serving(sender=None, *, kind: str, **kwargs) -> bool:
+    """Receiver of `bugtracker.signals.process_serving` (this process serves the app, said by
+    its entry point): start the dispatcher when WEBHOOK_WORKER is on, once per process."""
     if not settings.WEBHOOK_WORKER:
         return False
-    argv = sys.argv if argv is None else argv
-    environ = os.environ if environ is None else environ
-    kind = serving_process_kind(argv, environ)
-    if kind is None:
-        return False
-    if kind == "gunicorn" and not in_gunicorn_worker():
-        os.register_at_fork(after_in_child=start_process_dispatcher)
-        return True
     start_process_dispatcher()
     return True

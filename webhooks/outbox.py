@@ -8,6 +8,8 @@ statement (reports' fast paths), so it commits, or not, with the change itself.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -86,12 +88,19 @@ def enqueue(*, event_type: str, report_id=None, body: str | None = None, event_a
         wake_on_commit()
 
 
+# This process's dispatcher, when it runs one, hands its wake-up here as it starts
+# (dispatcher.start_process_dispatcher): the dispatcher imports the services that use this
+# module, so this module does not import it. (process id, wake-up)
+_waker: tuple[int, Callable[[], None]] | None = None
+
+
+def set_waker(wake: Callable[[], None]) -> None:
+    global _waker
+    _waker = (os.getpid(), wake)
+
+
 def wake_on_commit() -> None:
     """Tell this process's dispatcher, if it runs one, once the change commits, that
     something is due (others find it when they next look)."""
-    # Imported here: the dispatcher imports the services that use this module.
-    from .dispatcher import process_dispatcher
-
-    dispatcher = process_dispatcher()
-    if dispatcher is not None:
-        transaction.on_commit(dispatcher.wake)
+    if _waker is not None and _waker[0] == os.getpid():
+        transaction.on_commit(_waker[1])

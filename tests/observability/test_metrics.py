@@ -12,8 +12,10 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from bugtracker import metrics
-from reports.models import AgentRun, BugReport
-from reports.services import report_claim, report_transition
+from remediation.models import AgentRun
+from reports.claims import report_claim
+from reports.models import BugReport
+from reports.services import report_transition
 from tests.factories import make_report
 
 

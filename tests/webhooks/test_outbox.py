@@ -4,7 +4,7 @@ write path (the ORM, reports/writes.py's one-statement writes, the PostgreSQL cl
 import pytest
 from django.db import transaction
 
-from reports.services import report_claim_next, report_release, report_resolve
+from reports.claims import report_claim_next, report_release, report_resolve
 from tests.factories import make_report
 from webhooks import services
 from webhooks.dispatcher import WebhookDispatcher
