@@ -35,6 +35,7 @@ DESCRIPTIONS = {
     414: "URL (path and query string) over 4,096 characters.",
     415: "Body is not JSON.",
     422: "Idempotency-Key reused with another body.",
+    428: "The report holds a live claim and the request has no X-Claim-Token.",
     429: "Throttled; see Retry-After.",
     503: "Database unavailable or busy; see Retry-After.",
 }

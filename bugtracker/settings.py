@@ -171,6 +171,11 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "reports.models.Severity",
         "StatusEnum": "reports.models.Status",
         "SourceEnum": "reports.models.Source",
+        "AttemptOutcomeEnum": "reports.models.AttemptOutcome",
+        "RunOutcomeEnum": "remediation.models.RunOutcome",
+        "ReleaseReasonEnum": "reports.models.ReleaseReason",
+        "AttemptPurposeEnum": "reports.models.AttemptPurpose",
+        "VerificationEnum": "reports.models.Verification",
     },
 }
 
@@ -191,6 +196,8 @@ WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=5.0)
 WORKER_THREADS = env.int("WORKER_THREADS", default=2)
 RETRY_COOLDOWN = env.float("RETRY_COOLDOWN", default=300.0)
 MAX_ATTEMPTS = env.int("MAX_ATTEMPTS", default=3)
+# claim-next never hands a holder a report it released in the last RECLAIM_COOLDOWN seconds.
+RECLAIM_COOLDOWN = env.float("RECLAIM_COOLDOWN", default=3600.0)
 WORKER_LEASE_SECONDS = env.int("WORKER_LEASE_SECONDS", default=120)
 WORKER_SWEEP_SECONDS = env.float("WORKER_SWEEP_SECONDS", default=60.0)
 WORKER_ENRICH_SECONDS = env.float("WORKER_ENRICH_SECONDS", default=300.0)

@@ -28,8 +28,9 @@ from telemetry.context import submission_context
 from . import claims, services
 from .filters import BugReportFilter
 from .models import BugReport
-from .selectors import report_events, report_list, report_with_counts
+from .selectors import report_attempts, report_events, report_list, report_with_counts
 from .serializers import (
+    AttemptSerializer,
     BugReportCreateSerializer,
     BugReportSerializer,
     BugReportUpdateSerializer,
@@ -40,6 +41,7 @@ from .serializers import (
     LeaseSerializer,
     ReleaseClaimSerializer,
     ResolveSerializer,
+    VerifySerializer,
 )
 from .summary import report_summary
 
@@ -61,6 +63,7 @@ ORDERINGS = {
         Key("id", DESC, "uuid"),
     ],
 }
+ATTEMPT_ORDER = [Key("started_at", ASC, "dt"), Key("id", ASC, "int")]
 
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 _NULLABLE_INT = {"type": "integer", "nullable": True}
@@ -153,6 +156,8 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return {**super().get_serializer_context(), "now": timezone.now()}
 
     def get_ordering_keys(self):
+        if self.action == "attempts":
+            return ATTEMPT_ORDER
         ordering = self.request.query_params.get("ordering", "priority")
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"Must be one of: {', '.join(ORDERINGS)}."]})
@@ -271,6 +276,8 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             actor=caller_id(request),
             message=serializer.validated_data["message"],
             data=serializer.validated_data.get("data"),
+            claim_token=request.headers.get("X-Claim-Token"),
+            is_admin=is_admin(request),
         )
         return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
 
@@ -282,6 +289,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             "claim_expires_at": serializers.DateTimeField().to_representation(
                 report.claim_expires_at
             ),
+            "claim_epoch": report.claim_epoch,
             "report": BugReportSerializer(
                 report_with_counts(report), context=self.get_serializer_context()
             ).data,
@@ -377,6 +385,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token"),
+            reason=serializer.validated_data.get("reason") or "other",
             note=serializer.validated_data.get("note", ""),
             is_admin=is_admin(request),
         )
@@ -404,6 +413,55 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             **serializer.validated_data,
         )
         return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="Verify a fix",
+        description=(
+            "On an `awaiting_verification` report. `passed`: `resolved`, with `verified_by` and "
+            "`verified_at`. `failed`: `triaged` and back in the claim-next pool, the fixing "
+            "attempt marked `verification: failed`. The fixer's `resolution_notes` are kept; "
+            "the note becomes `verification_notes` and a `verified` event. The key that "
+            "resolved the report may not verify it (403 `own-fix`; admins may). A verifier "
+            "holding a claim (claim-next with `purpose: verify`) sends its X-Claim-Token."
+        ),
+        request=VerifySerializer,
+        parameters=[CLAIM_TOKEN],
+        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409, 428)},
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def verify(self, request, *args, **kwargs):
+        serializer = VerifySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        report = claims.report_verify(
+            report_id=self.report_id(),
+            actor=caller_id(request),
+            outcome=serializer.validated_data["outcome"],
+            note=serializer.validated_data.get("note", ""),
+            claim_token=request.headers.get("X-Claim-Token"),
+            is_admin=is_admin(request),
+        )
+        return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="A report's attempts",
+        description=(
+            "Every claim of the report, oldest first, whoever held it (agents and the worker): "
+            "holder, claim_epoch, purpose (`fix`/`verify`), started_at, ended_at, outcome "
+            "(`running`, `resolved`, `released`, `expired`, `taken_over` — by the holder's "
+            "re-claim or an admin's resolve — and for worker runs `failed`, `timed_out`, "
+            "`crashed`), the release reason and note, and for worker runs exit_code and "
+            "output_tail. `verification` marks a fix that was verified (`passed`/`failed`). "
+            "Cursor-paginated."
+        ),
+        responses={200: AttemptSerializer(many=True), **problems(400, 401, 403, 404)},
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def attempts(self, request, *args, **kwargs):
+        report_id = self.report_id()
+        if not BugReport.objects.filter(pk=report_id).exists():
+            raise NotFound(f"No bug report {report_id}.")
+        page = self.paginate_queryset(report_attempts(report_id=report_id))
+        return self.get_paginated_response(AttemptSerializer(page, many=True).data)
 
     @extend_schema(
         summary="Merge into another report (admin)",
