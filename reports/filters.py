@@ -93,6 +93,10 @@ class BugReportFilter(filters.FilterSet):
     created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     sla_breached = StrictBooleanFilter(method="filter_sla_breached")
     automation_enabled = StrictBooleanFilter(field_name="automation_enabled")
+    needs_human = StrictBooleanFilter(
+        field_name="needs_human",
+        help_text="Waiting for a human (released as needs_info/not_a_bug, or out of attempts).",
+    )
     include_duplicates = StrictBooleanFilter(
         method="filter_noop", help_text="Also list duplicates (default: canonical reports only)."
     )

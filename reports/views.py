@@ -19,6 +19,7 @@ from bugtracker.domain import NotFound
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
 from bugtracker.pagination import Key, KeysetPagination
+from bugtracker.models import Role
 from bugtracker.permissions import IsAdmin, IsAgent, IsReporter, caller_id, caller_role, is_admin
 from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
 from dedup.curation import report_merge, report_split
@@ -69,7 +70,16 @@ _COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimu
 _NULLABLE_INT = {"type": "integer", "nullable": True}
 SUMMARY_SCHEMA = {
     "type": "object",
-    "required": ["total", "open", "done", "by_status", "by_severity", "sla_breached", "canonical"],
+    "required": [
+        "total",
+        "open",
+        "done",
+        "by_status",
+        "by_severity",
+        "sla_breached",
+        "needs_human",
+        "canonical",
+    ],
     "properties": {
         "generated_at": {"type": "string", "format": "date-time"},
         "total": {"type": "integer", "description": "Every report, duplicates included."},
@@ -79,6 +89,10 @@ SUMMARY_SCHEMA = {
         "by_severity": _COUNTS,
         "by_status_severity": {"type": "object", "additionalProperties": _COUNTS},
         "sla_breached": {"type": "integer"},
+        "needs_human": {
+            "type": "integer",
+            "description": "Open reports out of claim-next until a human clears `needs_human`.",
+        },
         "canonical": {"type": "integer", "description": "Reports that are not duplicates."},
         "duplicates": {"type": "integer"},
         "oldest_open_at": {"type": "string", "format": "date-time", "nullable": True},
@@ -143,12 +157,16 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        return report_list()
+        reports = report_list()
+        if caller_role(self.request) == Role.REPORTER:
+            # A reporter reads back what it submitted, and nothing else.
+            reports = reports.filter(reporter_id=caller_id(self.request))
+        return reports
 
     def get_permissions(self):
         if self.action == "create" and caller_role(self.request) is None:
             return [AllowAny()] if settings.BUGTRACKER_ANONYMOUS_SUBMIT else [IsReporter()]
-        if self.action == "create":
+        if self.action in ("create", "list", "retrieve"):
             return [IsReporter()]
         return super().get_permissions()
 
@@ -172,7 +190,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def get_object(self):
         # get(), not first(): no ORDER BY to compile for a primary-key lookup (hot path).
         try:
-            return report_list().select_related("dedup_group").get(pk=self.report_id())
+            return self.get_queryset().select_related("dedup_group").get(pk=self.report_id())
         except BugReport.DoesNotExist:
             raise NotFound(f"No bug report {self.kwargs[self.lookup_field]}.") from None
 

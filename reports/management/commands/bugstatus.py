@@ -104,6 +104,8 @@ class Command(BaseCommand):
         overview.add_row("open", str(summary["open"]))
         overview.add_row("done", str(summary["done"]))
         overview.add_row("SLA breached", f"[red]{breached}[/red]" if breached else "0")
+        waiting = summary["needs_human"]
+        overview.add_row("needs a human", f"[yellow]{waiting}[/yellow]" if waiting else "0")
         overview.add_row(
             "canonical / duplicates", f"{summary['canonical']} / {summary['duplicates']}"
         )
@@ -268,6 +270,7 @@ class Command(BaseCommand):
         table.add_column("age", justify="right")
         table.add_column("SLA")
         table.add_column("assignee")
+        table.add_column("needs human")
         table.add_column("duplicate of", no_wrap=True)
         for report in rows:
             table.add_row(
@@ -278,6 +281,7 @@ class Command(BaseCommand):
                 _age((now - report.created_at).total_seconds()),
                 "[red]breached[/red]" if report.sla_breached else "",
                 report.assignee_id or "",
+                "yes" if report.needs_human else "",
                 str(report.duplicate_of_id or ""),
             )
         self.console.print(table)
