@@ -18,8 +18,8 @@ from rest_framework.response import Response
 from bugtracker.domain import NotFound
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
-from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.models import Role
+from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.permissions import IsAdmin, IsAgent, IsReporter, caller_id, caller_role, is_admin
 from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
 from dedup.curation import report_merge, report_split
