@@ -61,6 +61,8 @@ MIDDLEWARE = [
     # and is logged; it does no I/O, so serving static files stays cheap.
     "telemetry.middleware.RequestContextMiddleware",
     "bugtracker.http.UrlLengthMiddleware",
+    # Unknown query parameters are a 400 naming them (what the schema documents is accepted).
+    "bugtracker.querystrings.StrictQueryMiddleware",
     # Static files (the docs page's assets) straight from gunicorn, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -142,6 +144,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "bugtracker.schema.RoleAwareAutoSchema",
     "EXCEPTION_HANDLER": "bugtracker.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # `?format=` is not a renderer switch: only what an operation documents is accepted.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_CLASSES": ["bugtracker.throttling.RoleRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anonymous": env.str("THROTTLE_ANONYMOUS", default="60/min"),
@@ -155,7 +159,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "bugtracker API",
     "DESCRIPTION": (
         "An agent-first bug tracker. Agents list, claim (with an expiring lease), update, "
-        "annotate and resolve bug reports. Every error is application/problem+json (RFC 9457)."
+        "annotate and resolve bug reports. Every error is application/problem+json (RFC 9457).\n\n"
+        "**How an agent works**: claim-next → context → heartbeat → note → resolve with "
+        "evidence or release with a reason → verify. The guide, with curl examples: "
+        "[the agent work loop](/api/docs/agents)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -15,7 +15,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from bugtracker.domain import NotFound
+from bugtracker.domain import InvalidInput, NotFound, PreconditionFailed
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
 from bugtracker.models import Role
@@ -27,6 +27,16 @@ from dedup.serializers import MergeSerializer
 from telemetry.context import submission_context
 
 from . import claims, services
+from .errors import (
+    AdminRequired,
+    ClaimConflict,
+    ClaimTokenMismatch,
+    ClaimTokenRequired,
+    LeaseLost,
+    NotClaimable,
+    OwnFixNotVerifiable,
+    TransitionNotAllowed,
+)
 from .filters import BugReportFilter
 from .models import BugReport
 from .selectors import report_attempts, report_events, report_list, report_with_counts
@@ -45,6 +55,9 @@ from .serializers import (
     VerifySerializer,
 )
 from .summary import report_summary
+
+# The problems a write to a claimed report can answer, as schema examples.
+TOKEN_PROBLEMS = (InvalidInput, NotFound, ClaimTokenRequired, ClaimTokenMismatch, LeaseLost)
 
 ASC, DESC = False, True
 ORDERINGS = {
@@ -251,7 +264,26 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         ),
         request=BugReportUpdateSerializer,
         parameters=[IF_MATCH, CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409, 412, 413, 415)},
+        responses={
+            200: BugReportSerializer,
+            **problems(
+                400,
+                401,
+                403,
+                404,
+                409,
+                412,
+                413,
+                415,
+                428,
+                examples=(
+                    *TOKEN_PROBLEMS,
+                    TransitionNotAllowed,
+                    PreconditionFailed,
+                    AdminRequired,
+                ),
+            ),
+        },
     )
     def partial_update(self, request, *args, **kwargs):
         report_id = self.report_id()
@@ -277,7 +309,11 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         methods=["POST"],
         summary="Append a note or agent log",
         request=EventCreateSerializer,
-        responses={201: EventSerializer, **problems(400, 401, 403, 404, 413, 415)},
+        parameters=[CLAIM_TOKEN],
+        responses={
+            201: EventSerializer,
+            **problems(400, 401, 403, 404, 413, 415, examples=TOKEN_PROBLEMS),
+        },
     )
     @action(detail=True, methods=["get", "post"], pagination_class=None, filterset_class=None)
     def events(self, request, *args, **kwargs):
@@ -324,7 +360,12 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             "closed: 409."
         ),
         request=LeaseSerializer,
-        responses={200: ClaimResponseSerializer, **problems(400, 401, 403, 404, 409)},
+        responses={
+            200: ClaimResponseSerializer,
+            **problems(
+                400, 401, 403, 404, 409, examples=(InvalidInput, ClaimConflict, NotClaimable)
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def claim(self, request, *args, **kwargs):
@@ -374,7 +415,10 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         description="With the claim's token; 409 when the lease was lost.",
         request=LeaseSerializer,
         parameters=[CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+        responses={
+            200: BugReportSerializer,
+            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
+        },
     )
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, *args, **kwargs):
@@ -393,7 +437,10 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         description="With the token (or as admin): status `triaged`, claim cleared, optional note.",
         request=ReleaseClaimSerializer,
         parameters=[CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+        responses={
+            200: BugReportSerializer,
+            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
+        },
     )
     @action(detail=True, methods=["post"])
     def release(self, request, *args, **kwargs):
@@ -417,7 +464,10 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         ),
         request=ResolveSerializer,
         parameters=[CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+        responses={
+            200: BugReportSerializer,
+            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
+        },
     )
     @action(detail=True, methods=["post"])
     def resolve(self, request, *args, **kwargs):
@@ -444,7 +494,17 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         ),
         request=VerifySerializer,
         parameters=[CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409, 428)},
+        responses={
+            200: BugReportSerializer,
+            **problems(
+                400,
+                401,
+                403,
+                404,
+                409,
+                examples=(*TOKEN_PROBLEMS, OwnFixNotVerifiable, TransitionNotAllowed),
+            ),
+        },
     )
     @action(detail=True, methods=["post"], filterset_class=None)
     def verify(self, request, *args, **kwargs):
