@@ -45,7 +45,7 @@ def test_duplicate_key_name_is_an_error():
 
 
 READ = ("get", "/api/bug-reports", None)
-EVENTS = ("get", "/api/bug-reports/summary", None)
+SUMMARY = ("get", "/api/bug-reports/summary", None)
 SUBMIT = ("post", "/api/bug-reports", {"title": "x"})
 ADMIN_STATUS_FREE = ("get", "/api/health", None)
 
@@ -55,7 +55,7 @@ ADMIN_STATUS_FREE = ("get", "/api/health", None)
     [
         (None, READ, 401),
         ("reporter", READ, 200),  # its own reports only (tests/reports/test_agent_loop.py)
-        ("reporter", EVENTS, 403),
+        ("reporter", SUMMARY, 403),
         ("agent", READ, 200),
         ("admin", READ, 200),
         (None, SUBMIT, 201),
