@@ -23,6 +23,7 @@ from bugtracker.rows import columns, from_row, select_list
 from bugtracker.sql import isoformat_sql
 
 from .attempts import (
+    NEEDS_HUMAN_REASONS,
     attempt_columns,
     close_attempt,
     env_error_delay,
@@ -536,8 +537,10 @@ def report_release(
         changes: dict[str, Any] = {**NO_CLAIM, "assignee_id": None}
         if report.status == Status.IN_PROGRESS:
             changes.update(status_changes(report, Status.TRIAGED))
-        if attempt is None or attempt.purpose == AttemptPurpose.FIX:
+        if attempt is not None and attempt.purpose == AttemptPurpose.FIX:
             changes.update(unfixed_changes(report, outcome=AttemptOutcome.RELEASED, reason=reason))
+        elif reason in NEEDS_HUMAN_REASONS:
+            changes["needs_human"] = True
         if reason == ReleaseReason.ENV_ERROR:
             changes["next_attempt_at"] = now + env_error_delay(report)
         asks_human = changes.get("needs_human") and not report.needs_human
