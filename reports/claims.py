@@ -365,8 +365,8 @@ WITH picked AS (
  RETURNING a.id
 ), opened AS (
     -- after `closed` (its count is read first): one running attempt per report at a time
-    INSERT INTO claim_attempts (report_id, {attempt_list}, reason, note, output_tail, verification)
-    SELECT id, {attempt_values}, '', '', '', ''
+    INSERT INTO claim_attempts (report_id, {attempt_list}, reason, note, output_tail)
+    SELECT id, {attempt_values}, '', '', ''
       FROM claimed, (SELECT COUNT(*) FROM closed) AS done
 ), events AS (
     INSERT INTO bug_report_events (report_id, kind, actor, message, data, created_at)

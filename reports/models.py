@@ -293,8 +293,9 @@ class ClaimAttempt(models.Model):
     note = models.TextField(blank=True, default="")
     exit_code = models.IntegerField(null=True, blank=True)
     output_tail = models.TextField(blank=True, default="")
+    # Set on a fix attempt once it is verified; null before (and on every other attempt).
     verification = models.CharField(
-        max_length=16, choices=Verification.choices, blank=True, default=""
+        max_length=16, choices=Verification.choices, null=True, blank=True, default=None
     )
 
     class Meta:
