@@ -89,25 +89,29 @@ class BugReport(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
+    # New columns carry database defaults too: rows written in SQL (bulk loads, benchmarks)
+    # that do not name them stay valid.
     # Out of the claim-next pool until a human (an admin key) clears it.
-    needs_human = models.BooleanField(default=False)
+    needs_human = models.BooleanField(default=False, db_default=False)
 
     resolution_notes = models.TextField(blank=True, default="")
     commit_shas = models.JSONField(default=list, blank=True)
     resolved_in_release = models.CharField(max_length=64, null=True, blank=True)
     # Evidence a fixer sends with its resolve, and who resolved (the four-eyes rule).
     pr_url = models.CharField(max_length=2000, null=True, blank=True)
-    tests = models.JSONField(default=list, blank=True)
+    tests = models.JSONField(
+        default=list, db_default=models.Value([], models.JSONField()), blank=True
+    )
     resolved_by = models.CharField(max_length=200, null=True, blank=True)
     verified_by = models.CharField(max_length=200, null=True, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
-    verification_notes = models.TextField(blank=True, default="")
+    verification_notes = models.TextField(blank=True, default="", db_default="")
 
     claim_holder = models.CharField(max_length=200, null=True, blank=True)
     claim_token_hash = models.CharField(max_length=64, null=True, blank=True)
     claim_expires_at = models.DateTimeField(null=True, blank=True)
     # +1 with every claim and re-claim: external systems fence a stale holder's writes with it.
-    claim_epoch = models.PositiveIntegerField(default=0)
+    claim_epoch = models.PositiveIntegerField(default=0, db_default=0)
 
     version = models.PositiveIntegerField(default=1)
     legacy_id = models.CharField(max_length=200, null=True, blank=True, unique=True)
