@@ -358,10 +358,11 @@ WITH picked AS (
  RETURNING {select_list(BugReport, REPORT_COLUMNS, "r")}, picked.status AS previous_status,
            picked.claim_holder AS previous_holder, picked.claim_expires_at AS previous_expiry
 ), closed AS (
+    -- a scalar subquery, not a join: the index finds the one running attempt of this
+    -- report (a join walked every running attempt, and claims in flight pile up)
     UPDATE claim_attempts AS a
        SET ended_at = GREATEST(%(now)s, a.started_at), outcome = %(expired)s
-      FROM claimed
-     WHERE a.report_id = claimed.id AND a.ended_at IS NULL
+     WHERE a.report_id = (SELECT id FROM claimed) AND a.ended_at IS NULL
  RETURNING a.id
 ), opened AS (
     -- after `closed` (its count is read first): one running attempt per report at a time
