@@ -18,10 +18,13 @@ venv: $(STAMP)
 
 dev-venv: $(DEV_STAMP)
 
-$(STAMP): requirements.txt
+# The client package (bt, bugtracker-mcp) goes in editable: its code changes need no reinstall,
+# its pinned dependencies (client/pyproject.toml) do.
+$(STAMP): requirements.txt client/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (Django 6); set PYTHON=/path/to/python3.12" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./client
 	@touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
@@ -35,7 +38,10 @@ run: migrate
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Production serving: gunicorn.conf.py reads HOST, PORT, WEB_CONCURRENCY, GUNICORN_THREADS.
-serve: migrate
+# The key is checked first, in one line, before anything touches the database.
+serve: venv
+	$(if $(SECRET_KEY)$(filter 1 true True on yes,$(DEBUG)),,$(error make serve needs SECRET_KEY (DEBUG is off), e.g. SECRET_KEY=$$(openssl rand -hex 32) make serve))
+	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py
 

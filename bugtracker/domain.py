@@ -5,6 +5,7 @@ class DomainError(Exception):
     status_code = 409
     title = "Conflict"
     type_slug = "conflict"
+    headers: dict[str, str] | None = None  # sent with the problem, e.g. Retry-After
     # What the OpenAPI schema shows as this problem's example (bugtracker.schema.problems).
     example = "The request conflicts with the current state."
 

@@ -2,8 +2,9 @@
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
@@ -53,20 +54,20 @@ def problem(
     return body
 
 
-def _flatten(errors, prefix="") -> dict[str, list[str]]:
+def flatten_errors(errors, prefix="") -> dict[str, list[str]]:
     """DRF's nested error structure as {"field.sub": [messages]}."""
     flat: dict[str, list[str]] = {}
     if isinstance(errors, dict):
         for key, value in errors.items():
             name = "body" if key == "non_field_errors" and not prefix else key
-            flat.update(_flatten(value, f"{prefix}.{name}" if prefix else str(name)))
+            flat.update(flatten_errors(value, f"{prefix}.{name}" if prefix else str(name)))
     elif (
         isinstance(errors, list) and errors and all(not isinstance(e, (dict, list)) for e in errors)
     ):
         flat[prefix or "body"] = [str(e) for e in errors]
     elif isinstance(errors, list):
         for index, value in enumerate(errors):
-            flat.update(_flatten(value, f"{prefix}.{index}" if prefix else str(index)))
+            flat.update(flatten_errors(value, f"{prefix}.{index}" if prefix else str(index)))
     else:
         flat[prefix or "body"] = [str(errors)]
     return flat
@@ -84,7 +85,7 @@ def problem_exception_handler(exc, context):
         body = problem(
             exc.status_code, exc.detail, slug=exc.type_slug, title=exc.title, **exc.extra
         )
-        return _response(body, exc.status_code)
+        return _response(body, exc.status_code, exc.headers)
     if isinstance(exc, RequestDataTooBig):
         return _response(
             problem(413, "Request body is larger than 1 MiB.", slug="payload-too-large"), 413
@@ -110,7 +111,7 @@ def problem_exception_handler(exc, context):
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait) + 1)
     if isinstance(exc, exceptions.ValidationError):
-        errors = _flatten(exc.detail)
+        errors = flatten_errors(exc.detail)
         fields = ", ".join(errors)
         body = problem(400, f"Invalid input: {fields}.", slug="validation-error", errors=errors)
     else:
@@ -155,7 +156,9 @@ def problem_response(status: int, detail: str, **extra) -> JsonResponse:
 
 
 def not_found_view(request, exception=None):
-    return problem_response(404, f"No such resource: {request.path}")
+    return problem_response(
+        404, f"No such resource: {request.path}. The API's entry points are listed at /api/."
+    )
 
 
 def server_error_view(request):
@@ -168,3 +171,37 @@ def bad_request_view(request, exception=None):
 
 def forbidden_view(request, exception=None):
     return problem_response(403, "Forbidden.")
+
+
+class ProblemsInDebugMiddleware:
+    """Every answer is problem+json, under DEBUG too.
+
+    Without DEBUG, Django answers an exception a view let through with handler404/403/400/500
+    above. With DEBUG it would answer with its HTML debug page instead; here the same problems
+    are answered, and a crash is logged with its traceback as Django logs it.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not settings.DEBUG:
+            return None
+        if isinstance(exception, Http404):
+            return not_found_view(request, exception)
+        if isinstance(exception, DjangoPermissionDenied):
+            return forbidden_view(request, exception)
+        if isinstance(exception, (BadRequest, SuspiciousOperation)):
+            return bad_request_view(request, exception)
+        logging.getLogger("django.request").error(
+            "Internal Server Error: %s",
+            request.path,
+            exc_info=exception,
+            extra={"status_code": 500, "request": request},
+        )
+        response = server_error_view(request)
+        response._has_been_logged = True  # Django's flag: logged above, with the traceback
+        return response

@@ -221,3 +221,15 @@ def take_off(group: DedupGroup) -> None:
     """One report left `group`: one occurrence less (rules.uncount), saved."""
     group.occurrences = rules.uncount(group.occurrences)
     group.save(update_fields=["occurrences"])
+
+
+def group_release_learned(*, group_id, release_sha: str) -> None:
+    """A release learned after grouping (the enrichment job filled an occurrence's release):
+    the group has seen it too. Locks the group; call it before touching the report (lock order).
+    """
+    if not group_id or not release_sha:
+        return
+    group = DedupGroup.objects.select_for_update().only("id", "releases_seen").get(pk=group_id)
+    if release_sha not in group.releases_seen:
+        group.releases_seen = [*group.releases_seen, release_sha]
+        group.save(update_fields=["releases_seen"])

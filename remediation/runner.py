@@ -1,11 +1,13 @@
 """Running the remediation command: one subprocess in its own session, fed the report on
 stdin, its output tail kept, heartbeats on a tick, killed (the whole process group) on a
-timeout, a lost lease or shutdown. Nothing here touches the database.
+timeout, a lost lease or shutdown; whether the command can start at all; its result line
+read as a resolve body. Nothing here touches the database.
 """
 
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -14,6 +16,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from bugtracker.errors import flatten_errors
+from reports.serializers import ResolveSerializer
 
 from .models import RunOutcome
 
@@ -32,6 +37,9 @@ class RunResult:
     duration: float = 0.0
     lease_lost: bool = False
     aborted: bool = False
+    # The command never started (missing, not executable, bad interpreter): the operator's
+    # error, never counted against the report.
+    spawn_failed: bool = False
 
 
 class _Tail:
@@ -120,6 +128,7 @@ def run_command(
             output_tail="",
             error=f"Could not start the remediation command: {exc}",
             duration=time.monotonic() - started,
+            spawn_failed=True,
         )
     threads = [
         threading.Thread(target=_feed, args=(process.stdin, stdin), daemon=True),
@@ -220,24 +229,65 @@ def run_command(
     )
 
 
+class InvalidResult(ValueError):
+    """The command's result line was refused; the message says why."""
+
+
 def parse_result_line(line: str) -> dict[str, Any]:
-    """`resolution_notes`, `commit_shas`, `verify` from a JSON last stdout line; {} otherwise.
-    Values of the wrong type are ignored rather than trusted."""
+    """The result a remediation prints as its last stdout line, validated as the API's resolve
+    validates its body (`ResolveSerializer`: `resolution_notes`, `commit_shas`, `verify`,
+    `resolved_in_release`; unknown fields refused). A line that is not a JSON object is plain
+    output: {}. A JSON object that fails validation, or a line that starts like one but is not
+    JSON, raises InvalidResult."""
+    text = (line or "").strip()
     try:
-        data = json.loads(line)
-    except (TypeError, ValueError):
+        data = json.loads(text)
+    except ValueError as exc:
+        if text.startswith("{"):
+            raise InvalidResult(f"The result line is not valid JSON: {exc}.") from None
         return {}
     if not isinstance(data, dict):
         return {}
-    result: dict[str, Any] = {}
-    if isinstance(data.get("resolution_notes"), str):
-        result["resolution_notes"] = data["resolution_notes"]
-    shas = data.get("commit_shas")
-    if isinstance(shas, list) and all(isinstance(s, str) for s in shas):
-        result["commit_shas"] = shas
-    if isinstance(data.get("verify"), bool):
-        result["verify"] = data["verify"]
-    return result
+    serializer = ResolveSerializer(data=data)
+    if not serializer.is_valid():
+        problems = "; ".join(
+            f"{name}: {' '.join(m.rstrip('.') for m in messages)}"
+            for name, messages in flatten_errors(serializer.errors).items()
+        )
+        raise InvalidResult(f"The result line was refused: {problems}.")
+    return dict(serializer.validated_data)
+
+
+def command_problem(argv: Sequence[str]) -> str | None:
+    """Why `argv` cannot be started, or None when its program exists and is executable
+    (an empty command is not a problem: it means no automation)."""
+    if not argv:
+        return None
+    program = argv[0]
+    if os.sep not in program:
+        if shutil.which(program) is None:
+            return f"REMEDIATION_COMMAND: {program!r} is not found on PATH."
+        return None
+    if not os.path.exists(program):
+        return f"REMEDIATION_COMMAND: {program} does not exist."
+    if os.path.isdir(program):
+        return f"REMEDIATION_COMMAND: {program} is a directory, not a program."
+    if not os.access(program, os.X_OK):
+        return f"REMEDIATION_COMMAND: {program} is not executable."
+    return None
+
+
+def command_signature(argv: Sequence[str]) -> tuple | None:
+    """What identifies the installed program (path, mtime, size, mode): a program that could
+    not start is tried again only once this changes."""
+    if not argv:
+        return None
+    program = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
+    try:
+        stat = os.stat(program or "")
+    except OSError:
+        return None
+    return (program, stat.st_mtime_ns, stat.st_size, stat.st_mode)
 
 
 def runner_environment(report_id) -> dict[str, str]:

@@ -163,9 +163,10 @@ def report_run_succeeded(
     resolution_notes: str = "",
     commit_shas: list[str] | None = None,
     verify: bool = False,
+    resolved_in_release: str | None = None,
 ) -> BugReport:
     """The runner exited 0: close the run and resolve the report (or hand it over for
-    verification) with what the runner said, clearing the claim."""
+    verification) with what the runner said (validated as a resolve body), clearing the claim."""
     with transaction.atomic():
         report = lock_report(report_id)
         now = db_now()
@@ -191,7 +192,10 @@ def report_run_succeeded(
             message=notes,
             commit_shas=commit_shas,
             verify=verify,
-            changes={"next_attempt_at": None},
+            changes={
+                "next_attempt_at": None,
+                **({"resolved_in_release": resolved_in_release} if resolved_in_release else {}),
+            },
             data={"run_id": run.pk},
             now=now,
             exit_code=exit_code,

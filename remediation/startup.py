@@ -13,15 +13,12 @@ runs a worker as a process of its own.
 """
 
 import atexit
-import logging
 import os
 import threading
 
 from django.conf import settings
 
 from .worker import RemediationWorker
-
-logger = logging.getLogger("reports.worker")
 
 SERVING_KINDS = ("runserver", "gunicorn")
 

@@ -39,7 +39,10 @@ from . import services
 from .models import RunOutcome
 from .runner import (
     KILL_GRACE_SECONDS,
+    InvalidResult,
     RunResult,
+    command_problem,
+    command_signature,
     parse_result_line,
     run_command,
     runner_environment,
@@ -105,6 +108,9 @@ class RemediationWorker:
         self.last_scan_at: datetime | None = None
         self.last_scan_claimed = 0
         self.last_backlog_alerts: list[Any] = []
+        # Why this worker refuses to run remediations (a command that cannot start), or None.
+        self.command_problem: str | None = None
+        self._spawn_failure: tuple[tuple | None, str] | None = None
         self._tokens: dict[uuid.UUID, str] = {}
         self._tokens_lock = threading.Lock()
         self._stop = threading.Event()
@@ -135,6 +141,7 @@ class RemediationWorker:
                 "REMEDIATION_COMMAND is empty: worker %s runs its periodic duties but claims no reports.",
                 self.holder,
             )
+        self.command_ready()
         self.started_at = timezone.now()
         self.queue.start()
         self._scanner = threading.Thread(
@@ -206,9 +213,33 @@ class RemediationWorker:
         finally:
             connection.close()
 
+    def command_ready(self) -> bool:
+        """Check the command (at start and before each claim): a worker whose command cannot
+        start claims nothing, says so in one log line and in its status, and takes up work
+        again by itself once the command is fixed."""
+        problem = command_problem(self.command)
+        if problem is None and self._spawn_failure is not None:
+            signature, message = self._spawn_failure
+            if signature == command_signature(self.command):
+                problem = message
+            else:
+                self._spawn_failure = None
+        if problem != self.command_problem:
+            if problem:
+                logger.error(
+                    "Worker %s refuses to run remediations: %s It claims no reports until the "
+                    "command is fixed.",
+                    self.holder,
+                    problem,
+                )
+            else:
+                logger.info("Worker %s: REMEDIATION_COMMAND is usable again.", self.holder)
+            self.command_problem = problem
+        return problem is None
+
     def claim_next(self) -> BugReportWorkItem | None:
         """Claim one automatable report for this worker; None when nothing is due."""
-        if not self.command or self._stop.is_set():
+        if not self.command or self._stop.is_set() or not self.command_ready():
             return None
         claimed = services.report_claim_for_automation(
             actor=self.holder, lease_seconds=self.lease_seconds
@@ -311,6 +342,23 @@ class RemediationWorker:
             return False
 
     def _record(self, report_id, run_id: int, token: str, result: RunResult) -> bool:
+        if result.spawn_failed:
+            # The operator's error, not the report's: no attempt counted, automation left on,
+            # and no more claims until the command changes.
+            self._spawn_failure = (
+                command_signature(self.command),
+                f"REMEDIATION_COMMAND: {result.error}",
+            )
+            self.command_ready()
+            services.report_run_abandoned(
+                report_id=report_id,
+                run_id=run_id,
+                actor=self.holder,
+                claim_token=token,
+                reason=f"{result.error} The command is misconfigured; the report goes back "
+                "to the queue and no attempt is counted.",
+            )
+            return False
         if result.lease_lost:
             services.run_finish(
                 run_id=run_id,
@@ -329,16 +377,26 @@ class RemediationWorker:
             )
             return False
         if result.outcome == RunOutcome.SUCCEEDED:
-            services.report_run_succeeded(
-                report_id=report_id,
-                run_id=run_id,
-                actor=self.holder,
-                claim_token=token,
-                exit_code=0,
-                output_tail=result.output_tail,
-                **parse_result_line(result.last_stdout_line),
-            )
-            return True
+            try:
+                resolution = parse_result_line(result.last_stdout_line)
+            except InvalidResult as exc:
+                result = RunResult(
+                    outcome=RunOutcome.FAILED,
+                    exit_code=0,
+                    output_tail=result.output_tail,
+                    error=f"Exited 0, but the report was not resolved. {exc}",
+                )
+            else:
+                services.report_run_succeeded(
+                    report_id=report_id,
+                    run_id=run_id,
+                    actor=self.holder,
+                    claim_token=token,
+                    exit_code=0,
+                    output_tail=result.output_tail,
+                    **resolution,
+                )
+                return True
         services.report_run_failed(
             report_id=report_id,
             run_id=run_id,
@@ -411,6 +469,7 @@ class RemediationWorker:
             "last_scan_claimed": self.last_scan_claimed,
             "poll_seconds": self.poll_seconds,
             "command_configured": bool(self.command),
+            "command_problem": self.command_problem,
             "queue": self.queue.metrics().as_dict(),
         }
 

@@ -55,7 +55,9 @@ def report_create(
     client_fingerprint: list[str] | None = None,
 ) -> BugReport:
     """Insert one report with its `created` event, grouped by dedup in the same transaction."""
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (an Idempotency-Key's): two round trips
+    # per submission, and a failure here fails the whole request anyway.
+    with transaction.atomic(savepoint=False):
         report = report_build(data=data, created_at=created_at)
         writes = Writes()
         writes.insert(report)

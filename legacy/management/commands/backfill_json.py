@@ -6,14 +6,6 @@ import threading
 from contextlib import nullcontext
 
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from legacy.backfill import (
     DEFAULT_BATCH_SIZE,
@@ -159,6 +151,17 @@ class _Progress:
     """A rich progress bar on stderr, by files, with the running counts."""
 
     def __init__(self, paths):
+        # Imported here: rich takes longer to import than a small import takes to run, and only a
+        # run on a terminal shows a progress bar.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
