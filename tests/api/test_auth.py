@@ -143,7 +143,7 @@ def test_anonymous_submission_is_throttled_per_client(settings):
 @pytest.mark.parametrize(
     ("role", "method", "path", "body", "needed", "allowed"),
     [
-        ("reporter", "get", "/api/bug-reports", None, "agent", ["agent", "admin"]),
+        ("reporter", "get", "/api/bug-reports/summary", None, "agent", ["agent", "admin"]),
         ("agent", "get", "/api/admin/status", None, "admin", ["admin"]),
         (
             "agent",
