@@ -1,7 +1,12 @@
 """OpenAPI pieces shared by every app: the problem-details shape and its responses."""
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
@@ -43,6 +48,7 @@ DESCRIPTIONS = {
     414: "URL (path and query string) over 4,096 characters.",
     415: "Body is not JSON.",
     422: "Idempotency-Key reused with another body.",
+    428: "The report holds a live claim and the request has no X-Claim-Token.",
     429: "Throttled; see Retry-After.",
     503: "Database unavailable or busy; see Retry-After.",
 }
@@ -77,13 +83,40 @@ class RoleAwareAutoSchema(AutoSchema):
         return [str(role) for role, level in ROLE_LEVEL.items() if level >= max(levels)]
 
 
-def problems(*codes: int) -> dict:
-    """Problem responses for `codes`, plus the ones any call can return."""
+def problems(*codes: int, examples: tuple = ()) -> dict:
+    """Problem responses for `codes`, plus the ones any call can return. `examples`: domain
+    error classes (bugtracker.domain.DomainError) whose problems the call can answer; each
+    becomes a response example under its status, with its type, title and `example`."""
     every_call = (414, 429, 503)
+    codes = set(codes) | {error.status_code for error in examples}
     return {
-        code: OpenApiResponse(PROBLEM, description=DESCRIPTIONS.get(code, "Problem."))
-        for code in sorted(set(codes) | set(every_call))
+        code: OpenApiResponse(
+            PROBLEM,
+            description=DESCRIPTIONS.get(code, "Problem."),
+            examples=[problem_example(error) for error in examples if error.status_code == code],
+        )
+        for code in sorted(codes | set(every_call))
     }
+
+
+def problem_example(error) -> OpenApiExample:
+    # Imported here: errors imports the signals the schema module has no business loading.
+    from .errors import problem
+
+    body = problem(
+        error.status_code,
+        error.example,
+        slug=error.type_slug,
+        title=error.title,
+        **getattr(error, "example_extra", {}),
+    )
+    return OpenApiExample(
+        error.type_slug,
+        value=body,
+        summary=error.title,
+        status_codes=[str(error.status_code)],
+        response_only=True,
+    )
 
 
 # Every `{id}` in this API's paths is a UUID (reports, dedup groups). The views accept any

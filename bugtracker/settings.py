@@ -68,6 +68,8 @@ MIDDLEWARE = [
     # Before anything that may touch the database: every wait on it is bounded.
     "bugtracker.deadline.DatabaseDeadlineMiddleware",
     "bugtracker.http.UrlLengthMiddleware",
+    # Unknown query parameters are a 400 naming them (what the schema documents is accepted).
+    "bugtracker.querystrings.StrictQueryMiddleware",
     # Static files (the docs page's assets) straight from gunicorn, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -212,6 +214,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "bugtracker.schema.RoleAwareAutoSchema",
     "EXCEPTION_HANDLER": "bugtracker.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # `?format=` is not a renderer switch: only what an operation documents is accepted.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_CLASSES": ["bugtracker.throttling.RoleRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anonymous": env.str("THROTTLE_ANONYMOUS", default="60/min"),
@@ -225,7 +229,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "bugtracker API",
     "DESCRIPTION": (
         "An agent-first bug tracker. Agents list, claim (with an expiring lease), update, "
-        "annotate and resolve bug reports. Every error is application/problem+json (RFC 9457)."
+        "annotate and resolve bug reports. Every error is application/problem+json (RFC 9457).\n\n"
+        "**How an agent works**: claim-next → context → heartbeat → note → resolve with "
+        "evidence or release with a reason → verify. The guide, with curl examples: "
+        "[the agent work loop](/api/docs/agents)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -243,6 +250,11 @@ SPECTACULAR_SETTINGS = {
         "SourceEnum": "reports.models.Source",
         "WebhookEventTypeEnum": "webhooks.models.EventType",
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+        "AttemptOutcomeEnum": "reports.models.AttemptOutcome",
+        "RunOutcomeEnum": "remediation.models.RunOutcome",
+        "ReleaseReasonEnum": "reports.models.ReleaseReason",
+        "AttemptPurposeEnum": "reports.models.AttemptPurpose",
+        "VerificationEnum": "reports.models.Verification",
     },
 }
 
@@ -285,6 +297,8 @@ WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=5.0)
 WORKER_THREADS = env.int("WORKER_THREADS", default=2)
 RETRY_COOLDOWN = env.float("RETRY_COOLDOWN", default=300.0)
 MAX_ATTEMPTS = env.int("MAX_ATTEMPTS", default=3)
+# claim-next never hands a holder a report it released in the last RECLAIM_COOLDOWN seconds.
+RECLAIM_COOLDOWN = env.float("RECLAIM_COOLDOWN", default=3600.0)
 WORKER_LEASE_SECONDS = env.int("WORKER_LEASE_SECONDS", default=120)
 WORKER_SWEEP_SECONDS = env.float("WORKER_SWEEP_SECONDS", default=60.0)
 WORKER_ENRICH_SECONDS = env.float("WORKER_ENRICH_SECONDS", default=300.0)

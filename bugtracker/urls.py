@@ -1,6 +1,7 @@
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from .docs import guide_view
 from .errors import not_found_view
 from .health import HealthView, ReadyView
 from .index import ApiIndexView
@@ -13,6 +14,7 @@ urlpatterns = [
     re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^api/docs/(?P<name>[a-z-]+)/?$", guide_view, name="guide"),
     path("api/", include("reports.urls")),
     path("api/", include("dedup.urls")),
     path("api/", include("telemetry.urls")),

@@ -5,14 +5,14 @@ same claim machinery as agents (`claimable_reports` + `take_claim`), so workers 
 several processes and agents never hold one report at the same time.
 """
 
-import random
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from reports.attempts import close_attempt, retry_delay, unfixed_changes
 from reports.claims import (
     claimable_reports,
     hash_token,
@@ -20,6 +20,7 @@ from reports.claims import (
     require_token,
     resolve_claimed,
     take_claim,
+    write_needs_human,
 )
 from reports.lifecycle import (
     NO_CLAIM,
@@ -29,26 +30,15 @@ from reports.lifecycle import (
     status_changes,
     write_event,
 )
-from reports.models import BugReport, EventKind, Status
+from reports.models import AttemptOutcome, BugReport, EventKind, Status
 
 from .models import AgentRun, RunOutcome
 
 WORKER_HOLDER_PREFIX = "worker:"
 AUTOMATION_STATUSES = (Status.NEW, Status.TRIAGED)
-# The random share added to each cooldown, so reports that failed together retry apart.
-RETRY_JITTER = 0.1
-# 2 ** 20 cooldowns is already far beyond any sensible retry horizon.
-MAX_BACKOFF_EXPONENT = 20
 CRASHED_RUN_ERROR = "The worker running it stopped before the run finished; its lease expired."
-
-
-def retry_delay(
-    *, attempt: int, cooldown: float | None = None, jitter: float = RETRY_JITTER
-) -> timedelta:
-    """RETRY_COOLDOWN * 2^(attempt-1), plus up to `jitter` of it at random (never less)."""
-    base = settings.RETRY_COOLDOWN if cooldown is None else cooldown
-    seconds = base * 2 ** min(max(attempt, 1) - 1, MAX_BACKOFF_EXPONENT)
-    return timedelta(seconds=seconds * (1 + random.uniform(0, jitter)))
+# The worker's backoff is the attempts' rule (reports.attempts.retry_delay), shared with
+# agents' env_error releases.
 
 
 def automatable_reports(*, now: datetime):
@@ -207,6 +197,9 @@ def report_run_succeeded(
                 **({"resolved_in_release": resolved_in_release} if resolved_in_release else {}),
             },
             data={"run_id": run.pk},
+            now=now,
+            exit_code=exit_code,
+            output_tail=output_tail,
         )
 
 
@@ -255,15 +248,20 @@ def report_run_failed(
         )
         if not ours:
             return report
+        close_attempt(
+            report, outcome=outcome, now=now, exit_code=exit_code, output_tail=output_tail
+        )
         attempts = report.attempts + 1
         give_up = attempts >= max_attempts
         changes = _give_back(report)
+        changes.update(unfixed_changes(report, outcome=outcome))
         changes.update(
             attempts=attempts,
             next_attempt_at=None if give_up else now + retry_delay(attempt=attempts),
         )
         if give_up:
-            changes["automation_enabled"] = False
+            changes.update(automation_enabled=False, needs_human=True)
+        asks_human = changes.get("needs_human") and not report.needs_human
         save_changes(report, changes)
         retry = (
             "automation is now off"
@@ -293,6 +291,10 @@ def report_run_failed(
                 ),
                 data={"attempts": attempts, "max_attempts": max_attempts, "last_run_id": run.pk},
             )
+        if asks_human:
+            write_needs_human(
+                report, actor=actor, why=f"automated remediation failed {attempts} times"
+            )
         return report
 
 
@@ -309,6 +311,7 @@ def report_run_abandoned(
             _finish(run, outcome=RunOutcome.CRASHED, error=reason, now=now)
         if not _holds_claim(report, claim_token):
             return report
+        close_attempt(report, outcome=AttemptOutcome.CRASHED, note=reason, now=now)
         save_changes(report, _give_back(report))
         write_event(
             report=report,
@@ -323,7 +326,7 @@ def report_run_abandoned(
 def _give_back(report: BugReport) -> dict[str, Any]:
     """Clear the claim; a report the worker had moved to `in_progress` goes back to `triaged`
     (as a release does); any other status someone set meanwhile stays."""
-    changes: dict[str, Any] = dict(NO_CLAIM)
+    changes: dict[str, Any] = {**NO_CLAIM, "assignee_id": None}
     if report.status == Status.IN_PROGRESS:
         changes.update(status_changes(report, Status.TRIAGED))
     return changes

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from bugtracker.domain import InvalidInput
@@ -22,7 +23,28 @@ from bugtracker.rows import columns, from_row, select_list
 from bugtracker.sql import isoformat_sql
 
 from . import event_hooks
-from .errors import ClaimConflict, LeaseLost, NotClaimable
+from .attempts import (
+    NEEDS_HUMAN_REASONS,
+    attempt_columns,
+    close_attempt,
+    env_error_delay,
+    fixing_attempt,
+    open_attempt,
+    running_attempt,
+    token_was_ours,
+    unfixed_changes,
+    unfixed_changes_sql,
+    unfixed_params,
+)
+from .errors import (
+    ClaimConflict,
+    ClaimTokenMismatch,
+    ClaimTokenRequired,
+    LeaseLost,
+    NotClaimable,
+    OwnFixNotVerifiable,
+    TransitionNotAllowed,
+)
 from .lifecycle import (
     NO_CLAIM,
     EventText,
@@ -33,7 +55,18 @@ from .lifecycle import (
     status_changes,
     write_event,
 )
-from .models import SEVERITY_RANK, BugReport, EventKind, Severity, Status
+from .models import (
+    SEVERITY_RANK,
+    AttemptOutcome,
+    AttemptPurpose,
+    BugReport,
+    ClaimAttempt,
+    EventKind,
+    ReleaseReason,
+    Severity,
+    Status,
+    Verification,
+)
 from .selectors import report_with_counts
 from .signals import announce_change
 
@@ -48,18 +81,28 @@ LEASE_EXPIRED = EventText(
     EventKind.LEASE_EXPIRED, "Lease of {holder} expired at {expired_at}.", ("holder", "expired_at")
 )
 CLAIMED = EventText(
-    EventKind.CLAIMED, "Claimed until {expires_at}.", ("from_status", "lease_seconds")
+    EventKind.CLAIMED,
+    "Claimed until {expires_at}.",
+    ("from_status", "lease_seconds", "claim_epoch"),
+)
+CLAIM_RENEWED = EventText(
+    EventKind.CLAIM_RENEWED,
+    "Claim renewed by its holder until {expires_at}; the earlier token no longer works.",
+    ("from_status", "lease_seconds", "claim_epoch"),
 )
 LEASE_EXPIRED_ACTOR = "system"
+# A released report is out of its releaser's claim-next for RECLAIM_COOLDOWN seconds.
+RELEASED_OUTCOME = AttemptOutcome.RELEASED
 
 
-def claim_columns(*, holder, token_hash, expires_at) -> dict[str, Any]:
+def claim_columns(*, holder, token_hash, expires_at, epoch) -> dict[str, Any]:
     """The columns a claim sets besides its status move (to `in_progress`): values for the
     ORM form, SQL expressions for the statement."""
     return {
         "claim_holder": holder,
         "claim_token_hash": token_hash,
         "claim_expires_at": expires_at,
+        "claim_epoch": epoch,
         "assignee_id": holder,
     }
 
@@ -81,43 +124,75 @@ def lease_length(lease_seconds: int | None) -> timedelta:
 # The ORM form -----------------------------------------------------------------------------
 
 
-def note_expired_lease(report: BugReport, now: datetime) -> None:
-    if report.claim_holder and report.claim_expires_at and report.claim_expires_at <= now:
-        values = {
-            "holder": report.claim_holder,
-            "expired_at": report.claim_expires_at.isoformat(),
-        }
-        write_event(
-            report=report,
-            kind=LEASE_EXPIRED.kind,
-            actor=LEASE_EXPIRED_ACTOR,
-            message=LEASE_EXPIRED.message(**values),
-            data=LEASE_EXPIRED.data(**values),
-        )
+def end_lapsed_claim(report: BugReport, now: datetime) -> dict[str, Any]:
+    """A claim whose lease ran out, noticed now: its `lease_expired` event, its attempt closed
+    as `expired`, and the counters that implies (returned, for the caller's write)."""
+    if not (report.claim_holder and report.claim_expires_at and report.claim_expires_at <= now):
+        return {}
+    values = {
+        "holder": report.claim_holder,
+        "expired_at": report.claim_expires_at.isoformat(),
+    }
+    write_event(
+        report=report,
+        kind=LEASE_EXPIRED.kind,
+        actor=LEASE_EXPIRED_ACTOR,
+        message=LEASE_EXPIRED.message(**values),
+        data=LEASE_EXPIRED.data(**values),
+    )
+    close_attempt(report, outcome=AttemptOutcome.EXPIRED, now=now)
+    return unfixed_changes(report, outcome=AttemptOutcome.EXPIRED)
 
 
 def take_claim(
-    report: BugReport, *, actor: str, lease: timedelta, now: datetime
+    report: BugReport,
+    *,
+    actor: str,
+    lease: timedelta,
+    now: datetime,
+    purpose: str = AttemptPurpose.FIX,
 ) -> tuple[BugReport, str]:
-    """Claim a locked, claimable report for `actor`: its columns, status and events."""
-    note_expired_lease(report, now)
+    """Claim a locked, claimable report for `actor`: its columns, status, attempt and events.
+
+    The live holder claiming again renews: a new token, a fresh lease, its running attempt
+    closed as `taken_over` and a new one opened, event `claim_renewed`. A `verify` claim
+    leaves an `awaiting_verification` report where it is."""
+    renewal = report.claim_is_live(now) and report.claim_holder == actor
+    changes = end_lapsed_claim(report, now)
+    if renewal:
+        current = running_attempt(report)
+        purpose = current.purpose if current is not None else purpose
+        close_attempt(
+            report, outcome=AttemptOutcome.TAKEN_OVER, now=now, note="Renewed by its holder."
+        )
     token = secrets.token_urlsafe(32)
-    changes = claim_columns(holder=actor, token_hash=hash_token(token), expires_at=now + lease)
+    token_hash = hash_token(token)
+    changes.update(
+        claim_columns(
+            holder=actor,
+            token_hash=token_hash,
+            expires_at=now + lease,
+            epoch=report.claim_epoch + 1,
+        )
+    )
     before = report.status
-    if before != Status.IN_PROGRESS:
+    if purpose == AttemptPurpose.FIX and before != Status.IN_PROGRESS:
         changes.update(status_changes(report, Status.IN_PROGRESS))
     save_changes(report, changes)
+    open_attempt(report, holder=actor, token_hash=token_hash, now=now, purpose=purpose)
+    text = CLAIM_RENEWED if renewal else CLAIMED
     values = {
         "expires_at": report.claim_expires_at.isoformat(),
         "from_status": before,
         "lease_seconds": int(lease.total_seconds()),
+        "claim_epoch": report.claim_epoch,
     }
     write_event(
         report=report,
-        kind=CLAIMED.kind,
+        kind=text.kind,
         actor=actor,
-        message=CLAIMED.message(**values),
-        data=CLAIMED.data(**values),
+        message=text.message(**values),
+        data=text.data(**values),
     )
     return report, token
 
@@ -125,7 +200,8 @@ def take_claim(
 def report_claim(
     *, report_id, actor: str, lease_seconds: int | None = None
 ) -> tuple[BugReport, str]:
-    """Claim one report for `actor`; returns the report and the token (shown only here)."""
+    """Claim one report for `actor`; returns the report and the token (shown only here).
+    The live holder claiming again renews its claim (`take_claim`)."""
     lease = lease_length(lease_seconds)
     with transaction.atomic():
         report = lock_report(report_id)
@@ -140,7 +216,7 @@ def report_claim(
                 f"This report is a duplicate of {report.duplicate_of_id}; claim the canonical report.",
                 canonical=str(report.duplicate_of_id),
             )
-        if report.claim_is_live(now):
+        if report.claim_is_live(now) and report.claim_holder != actor:
             raise ClaimConflict(
                 f"Report is claimed by {report.claim_holder} until {report.claim_expires_at.isoformat()}.",
                 holder=report.claim_holder,
@@ -148,14 +224,34 @@ def report_claim(
         return take_claim(report, actor=actor, lease=lease, now=now)
 
 
-def claimable_reports(*, now: datetime, filters: dict[str, Any] | None = None):
-    """Open, canonical, unclaimed (or lease-expired) reports in priority order."""
+def released_lately(*, actor: str, now: datetime):
+    """`actor`'s releases of the outer report within RECLAIM_COOLDOWN (an Exists subquery)."""
+    return ClaimAttempt.objects.filter(
+        report=OuterRef("pk"),
+        holder=actor,
+        outcome=RELEASED_OUTCOME,
+        ended_at__gt=now - timedelta(seconds=settings.RECLAIM_COOLDOWN),
+    )
+
+
+def claimable_reports(
+    *, now: datetime, filters: dict[str, Any] | None = None, actor: str | None = None
+):
+    """Open, canonical, unclaimed (or lease-expired) reports in priority order: not waiting
+    for a human, not cooling down, not released by `actor` within RECLAIM_COOLDOWN. The
+    claim statement's WHERE (`_claim_next_postgresql`) says the same in SQL."""
     filters = filters or {}
     qs = BugReport.objects.filter(
         Q(claim_holder__isnull=True) | Q(claim_expires_at__lte=now),
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
         status__in=filters.get("statuses") or CLAIMABLE_STATUSES,
         duplicate_of__isnull=True,
+        needs_human=False,
     )
+    if actor is not None:
+        qs = qs.filter(~Exists(released_lately(actor=actor, now=now)))
+    if filters.get("purpose") == AttemptPurpose.VERIFY and actor is not None:
+        qs = qs.exclude(resolved_by=actor)
     if filters.get("severity"):
         qs = qs.filter(severity__in=filters["severity"])
     if filters.get("min_severity"):
@@ -164,9 +260,7 @@ def claimable_reports(*, now: datetime, filters: dict[str, Any] | None = None):
         if filters.get(field):
             qs = qs.filter(**{field: filters[field]})
     if filters.get("automation_only"):
-        qs = qs.filter(automation_enabled=True).filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-        )
+        qs = qs.filter(automation_enabled=True)
     return qs.order_by("severity_rank", "sla_due_at", "created_at", "id")
 
 
@@ -183,22 +277,26 @@ def report_claim_next(
     transaction takes the write lock at BEGIN (IMMEDIATE), which serialises claimers.
     """
     lease = lease_length(lease_seconds)
-    statuses = (filters or {}).get("statuses") or CLAIMABLE_STATUSES
+    filters = dict(filters or {})
+    purpose = filters.get("purpose") or AttemptPurpose.FIX
+    if purpose == AttemptPurpose.VERIFY:
+        filters["statuses"] = [Status.AWAITING_VERIFICATION]
+    statuses = filters.get("statuses") or CLAIMABLE_STATUSES
     if connection.vendor == "postgresql" and set(statuses) <= set(CLAIMABLE_STATUSES):
-        # One statement (claim, events, counts): atomic by itself, no BEGIN/COMMIT needed.
-        return _claim_next_postgresql(actor=actor, lease=lease, filters=filters or {})
+        # One statement (claim, attempt, events, counts): atomic by itself, no BEGIN/COMMIT.
+        return _claim_next_postgresql(actor=actor, lease=lease, filters=filters)
     # savepoint=False: inside a caller's transaction a savepoint is two more round trips per
     # claim, and any error here fails the whole request anyway.
     with transaction.atomic(savepoint=False):
         now = db_now()
         report = (
-            claimable_reports(now=now, filters=filters)
+            claimable_reports(now=now, filters=filters, actor=actor)
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )
         if report is None:
             return None
-        report, token = take_claim(report, actor=actor, lease=lease, now=now)
+        report, token = take_claim(report, actor=actor, lease=lease, now=now, purpose=purpose)
         # Read in the claim's transaction: a token is never lost to a failed read.
         return report_with_counts(report), token
 
@@ -208,26 +306,44 @@ def report_claim_next(
 
 @cache
 def _claim_next_statement() -> str:
-    """claimable_reports() + take_claim() + their events as one statement, from the claim's
-    description: pick the first claimable row with SKIP LOCKED, take it and write its
-    `lease_expired` (when a lapsed lease is taken over) and `claimed` events, in one round
-    trip and without a transaction block around it. The ORM form compiled three queries per
-    claim plus BEGIN and COMMIT, 4 ms of CPU; this is what benchmarks/claims.py measures
-    against bare SQL. `{where}` is left for the filters, `{listeners}` for what event
+    """claimable_reports() + take_claim() + their attempt and events as one statement, from
+    the claim's description: pick the first claimable row with SKIP LOCKED, take it, close
+    the attempt of a lapsed lease (`expired`, counted by the attempts' rule) and open the
+    claim's attempt, and write the `lease_expired` (when a lapsed lease is taken over) and
+    `claimed` events, in one round trip and without a transaction block around it. The ORM
+    form compiled several queries per claim plus BEGIN and COMMIT; this is what
+    benchmarks/claims.py measures against bare SQL. `{where}` is left for the filters, `{listeners}` for what event
     listeners (the webhook outbox) write with the `claimed` event (`_claim_listener_parts`)."""
     fields = {f.attname: f.column for f in BugReport._meta.concrete_fields}
+    lapsed = (
+        "(picked.claim_holder IS NOT NULL AND picked.claim_expires_at <= statement_timestamp())"
+    )
     claim = claim_columns(
         holder="%(actor)s",
         token_hash="%(token_hash)s",
         expires_at="statement_timestamp() + %(lease)s",
+        epoch="r.claim_epoch + 1",
     )
-    sets = {**claim, "status": "%(in_progress)s", "updated_at": "%(now)s"}
+    unfixed = unfixed_changes_sql(lapsed=lapsed, attempts="r.attempts", needs_human="r.needs_human")
+    sets = {**claim, **unfixed, "status": "%(in_progress)s", "updated_at": "%(now)s"}
     set_list = ", ".join(f"{fields[name]} = {value}" for name, value in sets.items())
+    attempt = attempt_columns(
+        holder="%(actor)s",
+        epoch="claim_epoch",
+        token_hash="%(token_hash)s",
+        started_at="%(now)s",
+        purpose="%(purpose)s",
+    )
+    attempt["outcome"] = "%(running)s"
+    attempt_fields = {f.attname: f.column for f in ClaimAttempt._meta.concrete_fields}
+    attempt_list = ", ".join(attempt_fields[name] for name in attempt)
+    attempt_values = ", ".join(attempt.values())
     expired = {"holder": "previous_holder", "expired_at": isoformat_sql("previous_expiry")}
     claimed = {
         "expires_at": isoformat_sql("claim_expires_at"),
         "from_status": "previous_status",
         "lease_seconds": "%(seconds)s",
+        "claim_epoch": "claim_epoch",
     }
     return f"""
 WITH picked AS (
@@ -243,6 +359,18 @@ WITH picked AS (
      WHERE r.id = picked.id
  RETURNING {select_list(BugReport, REPORT_COLUMNS, "r")}, picked.status AS previous_status,
            picked.claim_holder AS previous_holder, picked.claim_expires_at AS previous_expiry
+), closed AS (
+    -- a scalar subquery, not a join: the index finds the one running attempt of this
+    -- report (a join walked every running attempt, and claims in flight pile up)
+    UPDATE claim_attempts AS a
+       SET ended_at = GREATEST(%(now)s, a.started_at), outcome = %(expired)s
+     WHERE a.report_id = (SELECT id FROM claimed) AND a.ended_at IS NULL
+ RETURNING a.id
+), opened AS (
+    -- after `closed` (its count is read first): one running attempt per report at a time
+    INSERT INTO claim_attempts (report_id, {attempt_list}, reason, note, output_tail)
+    SELECT id, {attempt_values}, '', '', ''
+      FROM claimed, (SELECT COUNT(*) FROM closed) AS done
 ), events AS (
     INSERT INTO bug_report_events (report_id, kind, actor, message, data, created_at)
     SELECT id, kind, actor, message, data, %(now)s FROM (
@@ -273,11 +401,16 @@ def _claim_next_postgresql(
 ) -> tuple[BugReport, str] | None:
     statuses = [Status(s).value for s in filters.get("statuses") or CLAIMABLE_STATUSES]
     # Statuses are inlined (validated enum values) so the planner can use the partial
-    # queue index; every other value is a parameter.
+    # queue index; every other value is a parameter. The conditions are claimable_reports'.
     where = [
         "status IN ({})".format(", ".join(f"'{s}'" for s in statuses)),
         "duplicate_of_id IS NULL",
         "(claim_holder IS NULL OR claim_expires_at <= statement_timestamp())",
+        "(next_attempt_at IS NULL OR next_attempt_at <= statement_timestamp())",
+        "NOT needs_human",
+        "NOT EXISTS (SELECT 1 FROM claim_attempts AS mine WHERE mine.report_id = bug_reports.id"
+        " AND mine.holder = %(actor)s AND mine.outcome = %(released)s"
+        " AND mine.ended_at > statement_timestamp() - %(reclaim)s)",
     ]
     token = secrets.token_urlsafe(32)
     params: dict[str, Any] = {
@@ -290,6 +423,12 @@ def _claim_next_postgresql(
         "lease_expired": LEASE_EXPIRED.kind.value,
         "claimed": CLAIMED.kind.value,
         "system": LEASE_EXPIRED_ACTOR,
+        "purpose": AttemptPurpose.FIX.value,
+        "running": AttemptOutcome.RUNNING.value,
+        "expired": AttemptOutcome.EXPIRED.value,
+        "released": RELEASED_OUTCOME.value,
+        "reclaim": timedelta(seconds=settings.RECLAIM_COOLDOWN),
+        **unfixed_params(),
     }
     if filters.get("severity"):
         where.append("severity = ANY(%(severity)s)")
@@ -302,10 +441,7 @@ def _claim_next_postgresql(
             where.append(f"{field} = %({field})s")
             params[field] = filters[field]
     if filters.get("automation_only"):
-        where.append(
-            "automation_enabled AND (next_attempt_at IS NULL "
-            "OR next_attempt_at <= statement_timestamp())"
-        )
+        where.append("automation_enabled")
     sql = _claim_next_statement().replace("{where}", " AND ".join(where))
     sql = sql.replace("{listeners}", _claim_listener_parts(params))
     with connection.cursor() as cursor:
@@ -346,66 +482,125 @@ def _claim_listener_parts(params: dict[str, Any]) -> str:
 
 
 def require_token(report: BugReport, claim_token: str | None, now: datetime) -> None:
-    """LeaseLost unless `claim_token` is the token of the report's live claim."""
-    if not report.claim_is_live(now) or not claim_token:
+    """Passes when `claim_token` is the token of the report's live claim. Otherwise says what
+    happened: no token on a live claim is ClaimTokenRequired (428); a token that was never this
+    claim's while the lease is live, ClaimTokenMismatch (409); a lease that expired or was
+    taken over (the token was an earlier claim's, or nothing is held), LeaseLost (409)."""
+    live = report.claim_is_live(now)
+    if not claim_token:
+        if live:
+            raise ClaimTokenRequired(
+                f"Report is claimed by {report.claim_holder} until "
+                f"{report.claim_expires_at.isoformat()}; send its X-Claim-Token.",
+                holder=report.claim_holder,
+            )
         raise LeaseLost(
-            "This report holds no live claim for that token; the lease was lost or expired."
+            "This report holds no live claim: the lease expired or was never taken; claim it again."
         )
-    if not secrets.compare_digest(hash_token(claim_token), report.claim_token_hash or ""):
-        raise LeaseLost("The claim token does not match the live claim; the lease was lost.")
+    token_hash = hash_token(claim_token)
+    if live and secrets.compare_digest(token_hash, report.claim_token_hash or ""):
+        return
+    if live and not token_was_ours(report, token_hash):
+        raise ClaimTokenMismatch(
+            "The X-Claim-Token is not the token of the live claim on this report.",
+            holder=report.claim_holder,
+        )
+    if live:
+        raise LeaseLost(
+            "That token's claim was taken over (renewed or claimed again); the lease was lost.",
+            holder=report.claim_holder,
+        )
+    raise LeaseLost("The lease of that token expired; claim the report again.")
 
 
 def check_claim(report: BugReport, *, claim_token: str | None, is_admin: bool) -> None:
-    """A live claim of someone else blocks changes unless its token or an admin comes along."""
-    if is_admin or not report.claim_is_live():
+    """A live claim blocks other writers unless its token or an admin comes along; a token
+    sent for a claim that is gone is refused too (the sender believes it holds the report)."""
+    if is_admin:
         return
-    if claim_token and secrets.compare_digest(hash_token(claim_token), report.claim_token_hash):
+    now = timezone.now()
+    if not claim_token and not report.claim_is_live(now):
         return
-    if claim_token:
-        raise LeaseLost(
-            "The claim token does not match the live claim on this report; the lease was lost."
-        )
-    raise ClaimConflict(
-        f"Report is claimed by {report.claim_holder} until "
-        f"{report.claim_expires_at.isoformat()}; send its X-Claim-Token.",
-        holder=report.claim_holder,
-    )
+    require_token(report, claim_token, now)
 
 
 def report_heartbeat(
     *, report_id, actor: str, claim_token: str, lease_seconds: int | None = None
 ) -> BugReport:
+    """Extend the live claim's lease. Not a change of the report: `version` (the ETag) stays,
+    so a background heartbeat never makes the holder's own If-Match write fail."""
     lease = lease_length(lease_seconds)
     with transaction.atomic():
         report = lock_report(report_id)
         now = db_now()
         require_token(report, claim_token, now)
-        save_changes(report, {"claim_expires_at": now + lease})
+        report.claim_expires_at = now + lease
+        BugReport.objects.filter(pk=report.pk).update(claim_expires_at=report.claim_expires_at)
         return report
 
 
 def report_release(
-    *, report_id, actor: str, claim_token: str | None, note: str = "", is_admin: bool = False
+    *,
+    report_id,
+    actor: str,
+    claim_token: str | None,
+    reason: str = ReleaseReason.OTHER,
+    note: str = "",
+    is_admin: bool = False,
 ) -> BugReport:
-    """Give a claimed report back: status `triaged`, claim cleared, an optional note."""
+    """Give a claimed report back with a reason: claim and assignee cleared, status `triaged`
+    (a verifier's release leaves it `awaiting_verification`), the attempt closed as
+    `released`; `needs_info`/`not_a_bug` and MAX_ATTEMPTS unfixed attempts set `needs_human`,
+    `env_error` a growing cooldown."""
+    reason = ReleaseReason(reason or ReleaseReason.OTHER)
     with transaction.atomic():
         report = lock_report(report_id)
         now = db_now()
         if not is_admin:
             require_token(report, claim_token, now)
         holder = report.claim_holder
-        changes: dict[str, Any] = dict(NO_CLAIM)
-        if report.status != Status.TRIAGED:
+        attempt = close_attempt(
+            report, outcome=AttemptOutcome.RELEASED, reason=reason, note=note, now=now
+        )
+        changes: dict[str, Any] = {**NO_CLAIM, "assignee_id": None}
+        if report.status == Status.IN_PROGRESS:
             changes.update(status_changes(report, Status.TRIAGED))
+        if attempt is not None and attempt.purpose == AttemptPurpose.FIX:
+            changes.update(unfixed_changes(report, outcome=AttemptOutcome.RELEASED, reason=reason))
+        elif reason in NEEDS_HUMAN_REASONS:
+            changes["needs_human"] = True
+        if reason == ReleaseReason.ENV_ERROR:
+            changes["next_attempt_at"] = now + env_error_delay(report)
+        asks_human = changes.get("needs_human") and not report.needs_human
         save_changes(report, changes)
         write_event(
             report=report,
             kind=EventKind.RELEASED,
             actor=actor,
             message=note,
-            data={"holder": holder},
+            data={
+                "holder": holder,
+                "reason": reason.value,
+                "claim_epoch": report.claim_epoch,
+                "next_attempt_at": _iso(report.next_attempt_at),
+            },
         )
+        if asks_human:
+            write_needs_human(report, actor=actor, why=f"released with reason {reason.value}")
         return report
+
+
+def write_needs_human(report: BugReport, *, actor: str, why: str) -> None:
+    write_event(
+        report=report,
+        kind=EventKind.NEEDS_HUMAN,
+        actor=actor,
+        message=(
+            f"Needs a human ({why}); out of claim-next until an admin clears needs_human "
+            f"with PATCH. Attempts without a fix: {report.attempts}."
+        ),
+        data={"attempts": report.attempts, "why": why},
+    )
 
 
 def report_resolve(
@@ -417,14 +612,24 @@ def report_resolve(
     commit_shas: list[str] | None = None,
     verify: bool = False,
     resolved_in_release: str | None = None,
+    pr_url: str | None = None,
+    tests: list[str] | None = None,
     is_admin: bool = False,
 ) -> BugReport:
-    """Resolve (or hand over for verification) with notes and commits; clears the claim."""
+    """Resolve (or hand over for verification) with notes, commits and evidence (`pr_url`,
+    `tests`); clears the claim."""
     with transaction.atomic():
         report = lock_report(report_id)
         now = db_now()
         if not is_admin:
             require_token(report, claim_token, now)
+        changes: dict[str, Any] = {}
+        if resolved_in_release:
+            changes["resolved_in_release"] = resolved_in_release
+        if pr_url is not None:
+            changes["pr_url"] = pr_url
+        if tests is not None:
+            changes["tests"] = list(tests)
         return resolve_claimed(
             report,
             actor=actor,
@@ -432,7 +637,8 @@ def report_resolve(
             message=resolution_notes,
             commit_shas=commit_shas,
             verify=verify,
-            changes={"resolved_in_release": resolved_in_release} if resolved_in_release else {},
+            changes=changes,
+            now=now,
         )
 
 
@@ -446,18 +652,35 @@ def resolve_claimed(
     verify: bool,
     changes: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    exit_code: int | None = None,
+    output_tail: str = "",
 ) -> BugReport:
     """What a resolution writes, for an agent's resolve and the worker's alike: a locked
     report whose claim was checked goes to `resolved` (or `awaiting_verification`) with its
-    notes and commits, its claim cleared, a `resolved` event (`data` added to it), and its
-    open duplicates follow it."""
+    notes, commits and who resolved it, its claim cleared and its attempt closed as
+    `resolved` (`taken_over` when an admin resolves over someone else's live claim), a
+    `resolved` event (`data` added to it), and its open duplicates follow it."""
+    now = now or db_now()
     target = Status.AWAITING_VERIFICATION if verify else Status.RESOLVED
     before = report.status
+    over_someone = report.claim_is_live(now) and report.claim_holder != actor
+    close_attempt(
+        report,
+        outcome=AttemptOutcome.TAKEN_OVER if over_someone else AttemptOutcome.RESOLVED,
+        note=f"Resolved by {actor}." if over_someone else "",
+        exit_code=exit_code,
+        output_tail=output_tail,
+        now=now,
+    )
     written: dict[str, Any] = status_changes(report, target) if before != target else {}
     written.update(
         NO_CLAIM,
         resolution_notes=notes,
         commit_shas=list(commit_shas) if commit_shas is not None else report.commit_shas,
+        resolved_by=actor,
+        verified_by=None,
+        verified_at=None,
         **(changes or {}),
     )
     save_changes(report, written)
@@ -471,6 +694,8 @@ def resolve_claimed(
             "to": target,
             "commit_shas": report.commit_shas,
             "verify": verify,
+            "pr_url": report.pr_url,
+            "tests": report.tests,
             **(data or {}),
         },
     )
@@ -479,8 +704,72 @@ def resolve_claimed(
     return report
 
 
+def report_verify(
+    *,
+    report_id,
+    actor: str,
+    outcome: str,
+    note: str = "",
+    claim_token: str | None = None,
+    is_admin: bool = False,
+) -> BugReport:
+    """Verify a fix awaiting verification. `passed`: `resolved`, with `verified_by` and
+    `verified_at`. `failed`: `triaged`, back in the pool, the fixing attempt marked failed.
+    The fixer's notes stay; the verifier's note is `verification_notes` and the event's
+    message. The key that resolved it may not verify it (admins may)."""
+    outcome = Verification(outcome)
+    with transaction.atomic():
+        report = lock_report(report_id)
+        now = db_now()
+        if report.status != Status.AWAITING_VERIFICATION:
+            raise TransitionNotAllowed(
+                f"Only a report awaiting verification can be verified; this one is {report.status}.",
+                allowed=[],
+            )
+        if not is_admin and report.resolved_by == actor:
+            raise OwnFixNotVerifiable(
+                f"{actor} resolved this report and may not verify its own fix; another agent "
+                "or an admin must.",
+                resolved_by=report.resolved_by,
+            )
+        check_claim(report, claim_token=claim_token, is_admin=is_admin)
+        close_attempt(
+            report,
+            outcome=AttemptOutcome.RESOLVED,
+            reason=f"verification_{outcome.value}",
+            note=note,
+            now=now,
+        )
+        fix = fixing_attempt(report)
+        if fix is not None:
+            ClaimAttempt.objects.filter(pk=fix.pk).update(verification=outcome.value)
+        if outcome == Verification.PASSED:
+            changes = status_changes(report, Status.RESOLVED)
+            changes.update(verified_by=actor, verified_at=now)
+        else:
+            changes = status_changes(report, Status.TRIAGED)
+            changes.update(assignee_id=None, verified_by=None, verified_at=None)
+        changes.update(NO_CLAIM, verification_notes=note)
+        save_changes(report, changes)
+        write_event(
+            report=report,
+            kind=EventKind.VERIFIED,
+            actor=actor,
+            message=note,
+            data={
+                "outcome": outcome.value,
+                "fixed_by": report.resolved_by,
+                "attempt": fix.claim_epoch if fix is not None else None,
+            },
+        )
+        if outcome == Verification.PASSED:
+            resolve_duplicates(report=report, actor=actor)
+        return report
+
+
 def leases_sweep() -> int:
-    """Clear expired claims, writing a `lease_expired` event for each; returns how many."""
+    """Clear expired claims (their attempts closed as `expired`, a `lease_expired` event
+    each); returns how many."""
     now = db_now()
     count = 0
     expired = BugReport.objects.filter(claim_holder__isnull=False, claim_expires_at__lte=now)
@@ -488,7 +777,14 @@ def leases_sweep() -> int:
         with transaction.atomic():
             report = lock_report(report_id)
             if report.claim_holder and report.claim_expires_at and report.claim_expires_at <= now:
-                note_expired_lease(report, now)
-                save_changes(report, dict(NO_CLAIM))
+                was_waiting = report.needs_human
+                changes = end_lapsed_claim(report, now)
+                save_changes(report, {**changes, **NO_CLAIM})
+                if report.needs_human and not was_waiting:
+                    write_needs_human(report, actor=LEASE_EXPIRED_ACTOR, why="leases expired")
                 count += 1
     return count
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -14,8 +14,20 @@ TRUE_WORDS = {"true", "1", "yes"}
 FALSE_WORDS = {"false", "0", "no"}
 
 
+class EveryValueWidget(forms.TextInput):
+    """A repeated parameter means any of its values: `?a=x&a=y` reads as `?a=x,y`."""
+
+    def value_from_datadict(self, data, files, name):
+        if hasattr(data, "getlist"):
+            values = [v for v in data.getlist(name) if v != ""]
+            return ",".join(values) if values else None
+        return data.get(name)
+
+
 class CommaChoiceField(forms.Field):
     """A comma-separated list of known values; an unknown one is an error naming it."""
+
+    widget = EveryValueWidget
 
     def __init__(self, *, allowed, aliases=None, **kwargs):
         self.allowed = list(allowed)
@@ -55,8 +67,9 @@ class StrictBooleanField(forms.Field):
         )
 
 
-@extend_schema_field(OpenApiTypes.STR)
 class CommaChoiceFilter(filters.Filter):
+    """Documented as a list (`?x=a,b` or `?x=a&x=b`) of its values and aliases."""
+
     field_class = CommaChoiceField
 
     def filter(self, qs, value):
@@ -68,13 +81,34 @@ class StrictBooleanFilter(filters.Filter):
     field_class = StrictBooleanField
 
 
+def comma_list_schema(values) -> dict:
+    return {"type": "array", "items": {"type": "string", "enum": list(values)}}
+
+
+class StatusFilter(CommaChoiceFilter):
+    pass
+
+
+class SeverityFilter(CommaChoiceFilter):
+    pass
+
+
+extend_schema_field(comma_list_schema([*Status.values, *STATUS_GROUPS]))(StatusFilter)
+extend_schema_field(comma_list_schema(Severity.values))(SeverityFilter)
+
+
 class BugReportFilter(filters.FilterSet):
-    status = CommaChoiceFilter(
+    status = StatusFilter(
         allowed=Status.values,
         aliases=STATUS_GROUPS,
-        help_text="Comma list of statuses; `open` and `done` stand for their groups.",
+        help_text="Statuses, as a comma list or the parameter repeated (any of them); `open` "
+        "stands for new, triaged, in_progress, awaiting_verification and `done` for resolved, "
+        "closed.",
     )
-    severity = CommaChoiceFilter(allowed=Severity.values, help_text="Comma list of severities.")
+    severity = SeverityFilter(
+        allowed=Severity.values,
+        help_text="Severities, as a comma list or the parameter repeated (any of them).",
+    )
     min_severity = filters.ChoiceFilter(
         choices=Severity.choices, method="filter_min_severity", help_text="This severity or worse."
     )
@@ -93,6 +127,10 @@ class BugReportFilter(filters.FilterSet):
     created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     sla_breached = StrictBooleanFilter(method="filter_sla_breached")
     automation_enabled = StrictBooleanFilter(field_name="automation_enabled")
+    needs_human = StrictBooleanFilter(
+        field_name="needs_human",
+        help_text="Waiting for a human (released as needs_info/not_a_bug, or out of attempts).",
+    )
     include_duplicates = StrictBooleanFilter(
         method="filter_noop", help_text="Also list duplicates (default: canonical reports only)."
     )

@@ -18,8 +18,17 @@ from bugtracker.domain import NotFound
 from bugtracker.sql import jsonb_object_sql, text_sql
 
 from . import event_hooks
+from .attempts import close_attempt
 from .errors import TransitionNotAllowed, VersionConflict
-from .models import ALLOWED_TRANSITIONS, DONE_STATUSES, BugReport, BugReportEvent, EventKind, Status
+from .models import (
+    ALLOWED_TRANSITIONS,
+    DONE_STATUSES,
+    AttemptOutcome,
+    BugReport,
+    BugReportEvent,
+    EventKind,
+    Status,
+)
 from .signals import announce_change
 
 # The column values of a report nobody holds a claim on.
@@ -42,9 +51,12 @@ def save_changes(report: BugReport, changes: dict[str, Any]) -> BugReport:
     """Compare-and-set write of `changes`; bumps `version` and `updated_at`.
 
     Raises VersionConflict (409) when the row moved since `report` was read. Listeners of
-    `report_changed` hear of it after the commit.
+    `report_changed` hear of it after the commit. A change that clears a claim closes its
+    attempt, if the caller has not closed it with its own outcome already.
     """
     now = timezone.now()
+    if "claim_holder" in changes and changes["claim_holder"] is None and report.claim_holder:
+        close_attempt(report, outcome=_ending(report, changes, now), now=now)
     count = BugReport.objects.filter(pk=report.pk, version=report.version).update(
         **changes, updated_at=now, version=F("version") + 1
     )
@@ -56,6 +68,16 @@ def save_changes(report: BugReport, changes: dict[str, Any]) -> BugReport:
     report.version += 1
     announce_change(report.pk)
     return report
+
+
+def _ending(report: BugReport, changes: dict[str, Any], now: datetime) -> str:
+    """How an attempt ends when a write clears its claim without saying (a PATCH of the
+    status, a duplicate following its canonical, a merge)."""
+    if changes.get("status") in DONE_STATUSES:
+        return AttemptOutcome.RESOLVED
+    if not report.claim_is_live(now):
+        return AttemptOutcome.EXPIRED
+    return AttemptOutcome.RELEASED
 
 
 def status_changes(report: BugReport, to_status: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ ALLOWED_TRANSITIONS = {
     Status.NEW: {Status.TRIAGED, Status.IN_PROGRESS, Status.RESOLVED, Status.CLOSED},
     Status.TRIAGED: {Status.NEW, Status.IN_PROGRESS, Status.RESOLVED, Status.CLOSED},
     Status.IN_PROGRESS: {Status.TRIAGED, Status.AWAITING_VERIFICATION, Status.RESOLVED},
-    Status.AWAITING_VERIFICATION: {Status.IN_PROGRESS, Status.RESOLVED},
+    Status.AWAITING_VERIFICATION: {Status.IN_PROGRESS, Status.TRIAGED, Status.RESOLVED},
     Status.RESOLVED: {Status.CLOSED, Status.TRIAGED},
     Status.CLOSED: {Status.TRIAGED},
 }
@@ -89,13 +89,29 @@ class BugReport(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
+    # New columns carry database defaults too: rows written in SQL (bulk loads, benchmarks)
+    # that do not name them stay valid.
+    # Out of the claim-next pool until a human (an admin key) clears it.
+    needs_human = models.BooleanField(default=False, db_default=False)
+
     resolution_notes = models.TextField(blank=True, default="")
     commit_shas = models.JSONField(default=list, blank=True)
     resolved_in_release = models.CharField(max_length=64, null=True, blank=True)
+    # Evidence a fixer sends with its resolve, and who resolved (the four-eyes rule).
+    pr_url = models.CharField(max_length=2000, null=True, blank=True)
+    tests = models.JSONField(
+        default=list, db_default=models.Value([], models.JSONField()), blank=True
+    )
+    resolved_by = models.CharField(max_length=200, null=True, blank=True)
+    verified_by = models.CharField(max_length=200, null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_notes = models.TextField(blank=True, default="", db_default="")
 
     claim_holder = models.CharField(max_length=200, null=True, blank=True)
     claim_token_hash = models.CharField(max_length=64, null=True, blank=True)
     claim_expires_at = models.DateTimeField(null=True, blank=True)
+    # +1 with every claim and re-claim: external systems fence a stale holder's writes with it.
+    claim_epoch = models.PositiveIntegerField(default=0, db_default=0)
 
     version = models.PositiveIntegerField(default=1)
     legacy_id = models.CharField(max_length=200, null=True, blank=True, unique=True)
@@ -196,6 +212,9 @@ class EventKind(models.TextChoices):
     IMPORTED = "imported"
     RUN_FAILED = "run_failed"
     AUTOMATION_DISABLED = "automation_disabled"
+    CLAIM_RENEWED = "claim_renewed"
+    NEEDS_HUMAN = "needs_human"
+    VERIFIED = "verified"
 
 
 class BugReportEvent(models.Model):
@@ -218,3 +237,95 @@ class BugReportEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} on {self.report_id}"
+
+
+class AttemptOutcome(models.TextChoices):
+    RUNNING = "running"
+    RESOLVED = "resolved"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    TAKEN_OVER = "taken_over"
+    # Worker runs only.
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CRASHED = "crashed"
+
+
+class ReleaseReason(models.TextChoices):
+    CANNOT_REPRODUCE = "cannot_reproduce"
+    NEEDS_INFO = "needs_info"
+    ENV_ERROR = "env_error"
+    TOO_BIG = "too_big"
+    NOT_A_BUG = "not_a_bug"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    OTHER = "other"
+
+
+class AttemptPurpose(models.TextChoices):
+    FIX = "fix"
+    VERIFY = "verify"
+
+
+class Verification(models.TextChoices):
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+class ClaimAttempt(models.Model):
+    """One claim of a report, from its start to its end, whoever held it (an agent over the
+    API or the worker). Its own table rather than AgentRun: a claim is the claims' concern
+    (reports), a run of the remediation command is the worker's (remediation, above
+    reports); the claim statement writes this row, and a worker run's exit code and output
+    are copied here when the run ends."""
+
+    report = models.ForeignKey(
+        BugReport, on_delete=models.CASCADE, related_name="claim_attempts", db_index=False
+    )
+    holder = models.CharField(max_length=200)
+    claim_epoch = models.PositiveIntegerField()
+    purpose = models.CharField(
+        max_length=16, choices=AttemptPurpose.choices, default=AttemptPurpose.FIX
+    )
+    # The claim's token hash: a token of an ended attempt is "lease lost", any other "mismatch".
+    token_hash = models.CharField(max_length=64)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=16, choices=AttemptOutcome.choices, default=AttemptOutcome.RUNNING
+    )
+    reason = models.CharField(max_length=32, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    exit_code = models.IntegerField(null=True, blank=True)
+    output_tail = models.TextField(blank=True, default="")
+    # Set on a fix attempt once it is verified; null before (and on every other attempt).
+    verification = models.CharField(
+        max_length=16, choices=Verification.choices, null=True, blank=True, default=None
+    )
+
+    class Meta:
+        db_table = "claim_attempts"
+        ordering = ["started_at", "id"]
+        indexes = [
+            models.Index(fields=["report", "started_at", "id"], name="claim_attempts_report_idx"),
+            # claim-next's "not released by me lately" test.
+            models.Index(
+                fields=["holder", "report", "ended_at"],
+                name="claim_attempts_released_idx",
+                condition=Q(outcome="released"),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["report", "claim_epoch"], name="claim_attempts_one_per_epoch"
+            ),
+            # At most one running attempt per report: the one of its live claim.
+            models.UniqueConstraint(
+                fields=["report"],
+                condition=Q(ended_at__isnull=True),
+                name="claim_attempts_one_running",
+            ),
+            _choices_check("outcome", AttemptOutcome, "claim_attempts_outcome_valid"),
+        ]
+
+    def __str__(self):
+        return f"attempt {self.claim_epoch} of {self.report_id}: {self.outcome}"

@@ -4,7 +4,7 @@ from django.db.models.functions import Coalesce
 
 from dedup.models import DedupGroup
 
-from .models import BugReport, BugReportEvent
+from .models import BugReport, BugReportEvent, ClaimAttempt
 
 
 def report_list(*, filters: dict | None = None):
@@ -47,3 +47,7 @@ def report_with_counts(report: BugReport) -> BugReport:
 
 def report_events(*, report_id):
     return BugReportEvent.objects.filter(report_id=report_id).order_by("created_at", "id")
+
+
+def report_attempts(*, report_id):
+    return ClaimAttempt.objects.filter(report_id=report_id).order_by("started_at", "id")

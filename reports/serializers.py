@@ -10,7 +10,18 @@ from rest_framework.settings import api_settings
 from bugtracker.serializers import UnknownFieldsRefused
 from dedup.fingerprint import repo_hints
 
-from .models import BugReport, BugReportEvent, EventKind, Severity, Source, Status
+from .models import (
+    AttemptPurpose,
+    BugReport,
+    BugReportEvent,
+    ClaimAttempt,
+    EventKind,
+    ReleaseReason,
+    Severity,
+    Source,
+    Status,
+    Verification,
+)
 
 TITLE_MAX = 300
 DESCRIPTION_MAX = 64 * 1024
@@ -136,6 +147,10 @@ class BugReportUpdateSerializer(BugReportWriteFields):
         max_length=DESCRIPTION_MAX, allow_blank=True, required=False, trim_whitespace=False
     )
     commit_shas = serializers.ListField(child=commit_sha_field(), max_length=100, required=False)
+    needs_human = StrictBooleanField(
+        required=False,
+        help_text="Set it to take the report out of claim-next; clearing it needs the admin role.",
+    )
 
 
 _PLAIN_FIELDS = (
@@ -196,6 +211,9 @@ def _choice(value):
 class ClaimSerializer(serializers.Serializer):
     holder = serializers.CharField()
     expires_at = serializers.DateTimeField()
+    epoch = serializers.IntegerField(
+        help_text="The claim's epoch (+1 with every claim and re-claim), to fence stale holders."
+    )
 
 
 class BugReportSerializer(serializers.ModelSerializer):
@@ -233,10 +251,18 @@ class BugReportSerializer(serializers.ModelSerializer):
             "automation_enabled",
             "attempts",
             "next_attempt_at",
+            "needs_human",
             "resolution_notes",
             "commit_shas",
             "resolved_in_release",
+            "pr_url",
+            "tests",
+            "resolved_by",
+            "verified_by",
+            "verified_at",
+            "verification_notes",
             "claim",
+            "claim_epoch",
             "version",
             "legacy_id",
             "metadata",
@@ -286,7 +312,11 @@ class BugReportSerializer(serializers.ModelSerializer):
     def get_claim(self, report):
         if not report.claim_is_live(self.context.get("now")):
             return None
-        return {"holder": report.claim_holder, "expires_at": report.claim_expires_at}
+        return {
+            "holder": report.claim_holder,
+            "expires_at": report.claim_expires_at,
+            "epoch": report.claim_epoch,
+        }
 
     def get_sla_breached(self, report) -> bool:
         now = self.context.get("now") or timezone.now()
@@ -315,6 +345,9 @@ class ClaimResponseSerializer(serializers.Serializer):
         help_text="Shown only in this response; send it as X-Claim-Token."
     )
     claim_expires_at = serializers.DateTimeField()
+    claim_epoch = serializers.IntegerField(
+        help_text="+1 with every claim and re-claim: fence writes (a push, a deploy) with it."
+    )
     report = BugReportSerializer()
 
 
@@ -344,6 +377,12 @@ class ClaimNextSerializer(LeaseSerializer):
     min_severity = StrictChoiceField(choices=Severity.choices, required=False)
     category = StrictCharField(max_length=100, required=False)
     component = StrictCharField(max_length=SHORT_TEXT_MAX, required=False)
+    purpose = StrictChoiceField(
+        choices=AttemptPurpose.choices,
+        required=False,
+        help_text="`fix` (default): open reports to work on. `verify`: reports awaiting "
+        "verification that the caller did not resolve.",
+    )
 
     def to_internal_value(self, data):
         # Accept a single severity or a comma list as well as a JSON list.
@@ -356,7 +395,26 @@ class ClaimNextSerializer(LeaseSerializer):
 
 
 class ReleaseClaimSerializer(UnknownFieldsRefused):
+    reason = StrictChoiceField(
+        choices=ReleaseReason.choices,
+        required=False,
+        default=ReleaseReason.OTHER,
+        help_text="Why it is given back. `needs_info` and `not_a_bug` take it out of claim-next "
+        "until a human clears `needs_human`; `env_error` sets a growing cooldown.",
+    )
     note = StrictCharField(max_length=MESSAGE_MAX, allow_blank=True, required=False)
+
+
+TESTS_MAX = 50
+
+
+class HttpUrlField(serializers.URLField):
+    default_error_messages = {"invalid": "Must be an http or https URL."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not data.lower().startswith(("http://", "https://")):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class ResolveSerializer(UnknownFieldsRefused):
@@ -366,3 +424,37 @@ class ResolveSerializer(UnknownFieldsRefused):
     commit_shas = serializers.ListField(child=commit_sha_field(), max_length=100, required=False)
     verify = StrictBooleanField(required=False, default=False)
     resolved_in_release = StrictCharField(max_length=64, required=False)
+    pr_url = HttpUrlField(
+        max_length=2000, required=False, help_text="The pull request with the fix (http/https)."
+    )
+    tests = serializers.ListField(
+        child=StrictCharField(max_length=500, min_length=1),
+        max_length=TESTS_MAX,
+        required=False,
+        help_text="Up to 50 test ids that reproduce the bug and pass with the fix.",
+    )
+
+
+class VerifySerializer(UnknownFieldsRefused):
+    outcome = StrictChoiceField(choices=Verification.choices)
+    note = StrictCharField(max_length=DESCRIPTION_MAX, allow_blank=True, required=False)
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ClaimAttempt
+        fields = [
+            "id",
+            "holder",
+            "claim_epoch",
+            "purpose",
+            "started_at",
+            "ended_at",
+            "outcome",
+            "reason",
+            "note",
+            "exit_code",
+            "output_tail",
+            "verification",
+        ]
+        read_only_fields = fields

@@ -15,6 +15,7 @@ from bugtracker.domain import InvalidInput, PreconditionFailed
 from dedup.grouping import StatusMove, group_submission
 
 from .claims import check_claim
+from .errors import AdminRequired
 from .lifecycle import (
     lock_report,
     resolve_duplicates,
@@ -41,6 +42,7 @@ UPDATABLE_FIELDS = (
     "resolution_notes",
     "commit_shas",
     "automation_enabled",
+    "needs_human",
     "metadata",
 )
 
@@ -125,6 +127,15 @@ def report_update(
         changes = {k: v for k, v in data.items() if getattr(report, k) != v}
         if not changes:
             return report
+        if changes.get("needs_human") is False:
+            if not is_admin:
+                raise AdminRequired(
+                    "Clearing needs_human takes a human: this call needs the admin role.",
+                    required_role="admin",
+                    allowed_roles=["admin"],
+                )
+            # A human looked at it: a fresh set of attempts, no cooldown.
+            changes.update(attempts=0, next_attempt_at=None)
         old = {k: getattr(report, k) for k in changes}
         new_status = changes.pop("status", None)
         if "severity" in changes:
@@ -179,10 +190,19 @@ def report_transition(*, report_id, to_status: str, actor: str, message: str = "
 
 
 def report_add_event(
-    *, report_id, kind: str, actor: str, message: str = "", data: dict | None = None
+    *,
+    report_id,
+    kind: str,
+    actor: str,
+    message: str = "",
+    data: dict | None = None,
+    claim_token: str | None = None,
+    is_admin: bool = False,
 ) -> BugReportEvent:
-    """An agent log or note: appends to the history and bumps the version."""
+    """An agent log or note: appends to the history and bumps the version. While someone
+    holds a live claim, only its token (or an admin) may write."""
     with transaction.atomic():
         report = lock_report(report_id)
+        check_claim(report, claim_token=claim_token, is_admin=is_admin)
         save_changes(report, {})
         return write_event(report=report, kind=kind, actor=actor, message=message, data=data)

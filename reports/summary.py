@@ -30,6 +30,7 @@ def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS)
             matrix[row["status"]][row["severity"]] = row["n"]
     totals = BugReport.objects.aggregate(
         sla_breached=Count("id", filter=Q(status__in=OPEN_STATUSES, sla_due_at__lt=now)),
+        needs_human=Count("id", filter=Q(status__in=OPEN_STATUSES, needs_human=True)),
         duplicates=Count("id", filter=Q(duplicate_of__isnull=False)),
         open_incidents=Count("id", filter=OPEN_INCIDENT),
         oldest_open_at=Min("created_at", filter=Q(status__in=OPEN_STATUSES)),
@@ -50,6 +51,7 @@ def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS)
         "by_severity": by_severity,
         "by_status_severity": matrix,
         "sla_breached": totals["sla_breached"],
+        "needs_human": totals["needs_human"],
         "canonical": total - totals["duplicates"],
         "duplicates": totals["duplicates"],
         "open_incidents": totals["open_incidents"],

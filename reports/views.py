@@ -15,9 +15,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from bugtracker.domain import NotFound
+from bugtracker.domain import InvalidInput, NotFound, PreconditionFailed
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
+from bugtracker.models import Role
 from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.permissions import IsAdmin, IsAgent, IsReporter, caller_id, caller_role, is_admin
 from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
@@ -26,10 +27,21 @@ from dedup.serializers import MergeSerializer
 from telemetry.context import submission_context
 
 from . import claims, services
+from .errors import (
+    AdminRequired,
+    ClaimConflict,
+    ClaimTokenMismatch,
+    ClaimTokenRequired,
+    LeaseLost,
+    NotClaimable,
+    OwnFixNotVerifiable,
+    TransitionNotAllowed,
+)
 from .filters import BugReportFilter
 from .models import BugReport
-from .selectors import report_events, report_list, report_with_counts
+from .selectors import report_attempts, report_events, report_list, report_with_counts
 from .serializers import (
+    AttemptSerializer,
     BugReportCreateSerializer,
     BugReportSerializer,
     BugReportUpdateSerializer,
@@ -40,8 +52,12 @@ from .serializers import (
     LeaseSerializer,
     ReleaseClaimSerializer,
     ResolveSerializer,
+    VerifySerializer,
 )
 from .summary import report_summary
+
+# The problems a write to a claimed report can answer, as schema examples.
+TOKEN_PROBLEMS = (InvalidInput, NotFound, ClaimTokenRequired, ClaimTokenMismatch, LeaseLost)
 
 ASC, DESC = False, True
 ORDERINGS = {
@@ -61,12 +77,22 @@ ORDERINGS = {
         Key("id", DESC, "uuid"),
     ],
 }
+ATTEMPT_ORDER = [Key("started_at", ASC, "dt"), Key("id", ASC, "int")]
 
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 _NULLABLE_INT = {"type": "integer", "nullable": True}
 SUMMARY_SCHEMA = {
     "type": "object",
-    "required": ["total", "open", "done", "by_status", "by_severity", "sla_breached", "canonical"],
+    "required": [
+        "total",
+        "open",
+        "done",
+        "by_status",
+        "by_severity",
+        "sla_breached",
+        "needs_human",
+        "canonical",
+    ],
     "properties": {
         "generated_at": {"type": "string", "format": "date-time"},
         "total": {"type": "integer", "description": "Every report, duplicates included."},
@@ -76,6 +102,10 @@ SUMMARY_SCHEMA = {
         "by_severity": _COUNTS,
         "by_status_severity": {"type": "object", "additionalProperties": _COUNTS},
         "sla_breached": {"type": "integer"},
+        "needs_human": {
+            "type": "integer",
+            "description": "Open reports out of claim-next until a human clears `needs_human`.",
+        },
         "canonical": {"type": "integer", "description": "Reports that are not duplicates."},
         "duplicates": {"type": "integer"},
         "open_incidents": {
@@ -146,12 +176,16 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        return report_list()
+        reports = report_list()
+        if caller_role(self.request) == Role.REPORTER:
+            # A reporter reads back what it submitted, and nothing else.
+            reports = reports.filter(reporter_id=caller_id(self.request))
+        return reports
 
     def get_permissions(self):
         if self.action == "create" and caller_role(self.request) is None:
             return [AllowAny()] if settings.BUGTRACKER_ANONYMOUS_SUBMIT else [IsReporter()]
-        if self.action == "create":
+        if self.action in ("create", "list", "retrieve"):
             return [IsReporter()]
         return super().get_permissions()
 
@@ -159,6 +193,8 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return {**super().get_serializer_context(), "now": timezone.now()}
 
     def get_ordering_keys(self):
+        if self.action == "attempts":
+            return ATTEMPT_ORDER
         ordering = self.request.query_params.get("ordering", "priority")
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"Must be one of: {', '.join(ORDERINGS)}."]})
@@ -173,7 +209,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def get_object(self):
         # get(), not first(): no ORDER BY to compile for a primary-key lookup (hot path).
         try:
-            return report_list().select_related("dedup_group").get(pk=self.report_id())
+            return self.get_queryset().select_related("dedup_group").get(pk=self.report_id())
         except BugReport.DoesNotExist:
             raise NotFound(f"No bug report {self.kwargs[self.lookup_field]}.") from None
 
@@ -234,7 +270,26 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         ),
         request=BugReportUpdateSerializer,
         parameters=[IF_MATCH, CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409, 412, 413, 415)},
+        responses={
+            200: BugReportSerializer,
+            **problems(
+                400,
+                401,
+                403,
+                404,
+                409,
+                412,
+                413,
+                415,
+                428,
+                examples=(
+                    *TOKEN_PROBLEMS,
+                    TransitionNotAllowed,
+                    PreconditionFailed,
+                    AdminRequired,
+                ),
+            ),
+        },
     )
     def partial_update(self, request, *args, **kwargs):
         report_id = self.report_id()
@@ -260,7 +315,11 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         methods=["POST"],
         summary="Append a note or agent log",
         request=EventCreateSerializer,
-        responses={201: EventSerializer, **problems(400, 401, 403, 404, 413, 415)},
+        parameters=[CLAIM_TOKEN],
+        responses={
+            201: EventSerializer,
+            **problems(400, 401, 403, 404, 413, 415, examples=TOKEN_PROBLEMS),
+        },
     )
     @action(detail=True, methods=["get", "post"], pagination_class=None, filterset_class=None)
     def events(self, request, *args, **kwargs):
@@ -277,6 +336,8 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             actor=caller_id(request),
             message=serializer.validated_data["message"],
             data=serializer.validated_data.get("data"),
+            claim_token=request.headers.get("X-Claim-Token"),
+            is_admin=is_admin(request),
         )
         return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
 
@@ -288,6 +349,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             "claim_expires_at": serializers.DateTimeField().to_representation(
                 report.claim_expires_at
             ),
+            "claim_epoch": report.claim_epoch,
             "report": BugReportSerializer(
                 report_with_counts(report), context=self.get_serializer_context()
             ).data,
@@ -304,7 +366,12 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             "closed: 409."
         ),
         request=LeaseSerializer,
-        responses={200: ClaimResponseSerializer, **problems(400, 401, 403, 404, 409)},
+        responses={
+            200: ClaimResponseSerializer,
+            **problems(
+                400, 401, 403, 404, 409, examples=(InvalidInput, ClaimConflict, NotClaimable)
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def claim(self, request, *args, **kwargs):
@@ -354,7 +421,10 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         description="With the claim's token; 409 when the lease was lost.",
         request=LeaseSerializer,
         parameters=[CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+        responses={
+            200: BugReportSerializer,
+            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
+        },
     )
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, *args, **kwargs):
@@ -373,7 +443,10 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         description="With the token (or as admin): status `triaged`, claim cleared, optional note.",
         request=ReleaseClaimSerializer,
         parameters=[CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+        responses={
+            200: BugReportSerializer,
+            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
+        },
     )
     @action(detail=True, methods=["post"])
     def release(self, request, *args, **kwargs):
@@ -383,6 +456,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token"),
+            reason=serializer.validated_data.get("reason") or "other",
             note=serializer.validated_data.get("note", ""),
             is_admin=is_admin(request),
         )
@@ -396,7 +470,10 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         ),
         request=ResolveSerializer,
         parameters=[CLAIM_TOKEN],
-        responses={200: BugReportSerializer, **problems(400, 401, 403, 404, 409)},
+        responses={
+            200: BugReportSerializer,
+            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
+        },
     )
     @action(detail=True, methods=["post"])
     def resolve(self, request, *args, **kwargs):
@@ -410,6 +487,65 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             **serializer.validated_data,
         )
         return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="Verify a fix",
+        description=(
+            "On an `awaiting_verification` report. `passed`: `resolved`, with `verified_by` and "
+            "`verified_at`. `failed`: `triaged` and back in the claim-next pool, the fixing "
+            "attempt marked `verification: failed`. The fixer's `resolution_notes` are kept; "
+            "the note becomes `verification_notes` and a `verified` event. The key that "
+            "resolved the report may not verify it (403 `own-fix`; admins may). A verifier "
+            "holding a claim (claim-next with `purpose: verify`) sends its X-Claim-Token."
+        ),
+        request=VerifySerializer,
+        parameters=[CLAIM_TOKEN],
+        responses={
+            200: BugReportSerializer,
+            **problems(
+                400,
+                401,
+                403,
+                404,
+                409,
+                examples=(*TOKEN_PROBLEMS, OwnFixNotVerifiable, TransitionNotAllowed),
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def verify(self, request, *args, **kwargs):
+        serializer = VerifySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        report = claims.report_verify(
+            report_id=self.report_id(),
+            actor=caller_id(request),
+            outcome=serializer.validated_data["outcome"],
+            note=serializer.validated_data.get("note", ""),
+            claim_token=request.headers.get("X-Claim-Token"),
+            is_admin=is_admin(request),
+        )
+        return self._report_response(report.pk)
+
+    @extend_schema(
+        summary="A report's attempts",
+        description=(
+            "Every claim of the report, oldest first, whoever held it (agents and the worker): "
+            "holder, claim_epoch, purpose (`fix`/`verify`), started_at, ended_at, outcome "
+            "(`running`, `resolved`, `released`, `expired`, `taken_over` — by the holder's "
+            "re-claim or an admin's resolve — and for worker runs `failed`, `timed_out`, "
+            "`crashed`), the release reason and note, and for worker runs exit_code and "
+            "output_tail. `verification` marks a fix that was verified (`passed`/`failed`). "
+            "Cursor-paginated."
+        ),
+        responses={200: AttemptSerializer(many=True), **problems(400, 401, 403, 404)},
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def attempts(self, request, *args, **kwargs):
+        report_id = self.report_id()
+        if not BugReport.objects.filter(pk=report_id).exists():
+            raise NotFound(f"No bug report {report_id}.")
+        page = self.paginate_queryset(report_attempts(report_id=report_id))
+        return self.get_paginated_response(AttemptSerializer(page, many=True).data)
 
     @extend_schema(
         summary="Merge into another report (admin)",

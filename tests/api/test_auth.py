@@ -45,6 +45,7 @@ def test_duplicate_key_name_is_an_error():
 
 
 READ = ("get", "/api/bug-reports", None)
+SUMMARY = ("get", "/api/bug-reports/summary", None)
 SUBMIT = ("post", "/api/bug-reports", {"title": "x"})
 ADMIN_STATUS_FREE = ("get", "/api/health", None)
 
@@ -53,7 +54,8 @@ ADMIN_STATUS_FREE = ("get", "/api/health", None)
     ("role", "call", "expected"),
     [
         (None, READ, 401),
-        ("reporter", READ, 403),
+        ("reporter", READ, 200),  # its own reports only (tests/reports/test_agent_loop.py)
+        ("reporter", SUMMARY, 403),
         ("agent", READ, 200),
         ("admin", READ, 200),
         (None, SUBMIT, 201),
@@ -141,7 +143,7 @@ def test_anonymous_submission_is_throttled_per_client(settings):
 @pytest.mark.parametrize(
     ("role", "method", "path", "body", "needed", "allowed"),
     [
-        ("reporter", "get", "/api/bug-reports", None, "agent", ["agent", "admin"]),
+        ("reporter", "get", "/api/bug-reports/summary", None, "agent", ["agent", "admin"]),
         ("agent", "get", "/api/admin/status", None, "admin", ["admin"]),
         (
             "agent",

@@ -127,10 +127,9 @@ def test_stale_token_is_refused_for_every_mutation(agent_client, other_agent_cli
 def test_patch_on_someone_elses_claim_needs_the_token(agent_client, other_agent_client):
     report = make_report()
     token = claim(agent_client, report).json()["claim_token"]
-    assert (
-        other_agent_client.patch(f"{URL}/{report.pk}", {"category": "x"}, format="json").status_code
-        == 409
-    )
+    refused = other_agent_client.patch(f"{URL}/{report.pk}", {"category": "x"}, format="json")
+    assert refused.status_code == 428
+    assert refused.json()["type"] == "urn:bugtracker:problem:claim-token-required"
     ok = other_agent_client.patch(
         f"{URL}/{report.pk}", {"category": "x"}, format="json", HTTP_X_CLAIM_TOKEN=token
     )
@@ -259,7 +258,7 @@ def test_claim_next_takes_over_expired_leases(agent_client, other_agent_client):
     assert expired.data == {"holder": "agent-1", "expired_at": lapsed_at.isoformat()}
     assert expired.message == f"Lease of agent-1 expired at {lapsed_at.isoformat()}."
     assert (claimed.kind, claimed.actor) == ("claimed", "agent-2")
-    assert claimed.data == {"from_status": "in_progress", "lease_seconds": 120}
+    assert claimed.data == {"from_status": "in_progress", "lease_seconds": 120, "claim_epoch": 2}
     assert claimed.message == f"Claimed until {stored.claim_expires_at.isoformat()}."
     # The new holder's token works; the old one is refused.
     heartbeat = f"{URL}/{report.pk}/heartbeat"
@@ -290,6 +289,7 @@ def test_the_claim_response_is_what_claim_response_serializer_documents(agent_cl
         {
             "claim_token": body["claim_token"],
             "claim_expires_at": stored.claim_expires_at,
+            "claim_epoch": stored.claim_epoch,
             "report": stored,
         }
     ).data
@@ -304,7 +304,7 @@ def test_claim_next_without_expired_lease_writes_only_claimed(agent_client):
     events = BugReport.objects.get(pk=report.pk).events.order_by("created_at", "id")
     assert [e.kind for e in events][-1] == "claimed"
     assert "lease_expired" not in [e.kind for e in events]
-    assert events.last().data == {"from_status": "triaged", "lease_seconds": 900}
+    assert events.last().data == {"from_status": "triaged", "lease_seconds": 900, "claim_epoch": 1}
 
 
 def test_token_never_appears_outside_the_claim_response(agent_client, admin_client):

@@ -283,3 +283,15 @@ def test_check_exit_status_as_cron_sees_it(tmp_path):
     assert alerting.returncode == 1
     assert alerting.stdout.startswith("ALERT: The oldest open report")
     assert json.loads(printed.stdout)["total"] == 1
+
+
+def test_needs_human_is_a_column_of_the_list_and_a_line_of_the_summary(db):
+    waiting = make_report(title="Which database?")
+    BugReport.objects.filter(pk=waiting.pk).update(needs_human=True)
+    make_report(title="Fine")
+    listed = bugstatus("--status", "open")
+    assert "needs human" in listed
+    row = next(line for line in listed.splitlines() if "Which database?" in line)
+    assert "yes" in row
+    assert "needs a human" in bugstatus()
+    assert json.loads(bugstatus("--json"))["needs_human"] == 1

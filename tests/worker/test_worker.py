@@ -202,10 +202,13 @@ def test_a_report_left_by_a_dead_worker_is_run_again_and_its_run_marked_crashed(
     report.refresh_from_db()
     assert report.status == "resolved"
     runs = list(report.runs.values_list("runner", "outcome", "attempt"))
-    assert runs == [("worker:gone:99", "crashed", 1), ("worker:test:1", "succeeded", 1)]
+    assert runs == [("worker:gone:99", "crashed", 1), ("worker:test:1", "succeeded", 2)]
     assert "stopped before the run finished" in report.runs.first().error
     assert {"lease_expired", "run_failed"} <= set(kinds(report))
-    assert report.attempts == 0, "a dead worker is not the report's failure"
+    # An expired lease is an attempt that ended without a fix (it counts towards MAX_ATTEMPTS).
+    assert report.attempts == 1
+    outcomes = list(report.claim_attempts.values_list("holder", "outcome"))
+    assert outcomes == [("worker:gone:99", "expired"), ("worker:test:1", "resolved")]
 
 
 def test_a_run_whose_lease_was_taken_over_does_not_touch_the_report(worker, settings):
@@ -221,7 +224,8 @@ def test_a_run_whose_lease_was_taken_over_does_not_touch_the_report(worker, sett
     _, _other_token = report_claim(report_id=report.pk, actor="agent-1")
     worker.process(item)
     report.refresh_from_db()
-    assert report.claim_holder == "agent-1" and report.attempts == 0
+    # The lapsed lease counts once (expired); the lost run counts nothing more.
+    assert report.claim_holder == "agent-1" and report.attempts == 1
     assert not report.runs.exists(), "the run never started: the lease was gone"
 
 
@@ -244,7 +248,7 @@ def test_failure_after_the_lease_moved_on_records_the_run_but_leaves_the_report(
     )
     report.refresh_from_db()
     run.refresh_from_db()
-    assert (report.claim_holder, report.attempts, report.status) == ("agent-1", 0, "in_progress")
+    assert (report.claim_holder, report.attempts, report.status) == ("agent-1", 1, "in_progress")
     assert run.outcome == "failed" and "lease was lost" in run.error
 
 

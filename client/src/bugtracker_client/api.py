@@ -245,7 +245,7 @@ class BugtrackerClient:
         lists may be given for the comma-list ones."""
         params = {name: _comma(value) for name, value in filters.items()}
         params.update(cursor=cursor, page_size=page_size, view=view)
-        body = self._json("GET", "/api/bug-reports", params=params)
+        body = self._get_shaped("/api/bug-reports", params, optional=("view",))
         results = body["results"]
         if view == "compact":
             results = [compact(report) for report in results]
@@ -253,9 +253,22 @@ class BugtrackerClient:
 
     def get_report(self, report_id: str, *, fields: Iterable[str] | None = None) -> dict:
         fields = list(fields or [])
-        params = {"fields": ",".join(fields)} if fields else None
-        report = self._json("GET", f"/api/bug-reports/{report_id}", params=params)
+        params = {"fields": ",".join(fields)} if fields else {}
+        report = self._get_shaped(f"/api/bug-reports/{report_id}", params, optional=("fields",))
         return select_fields(report, fields)
+
+    def _get_shaped(self, path: str, params: dict, *, optional: tuple[str, ...]) -> Any:
+        """GET with shaping parameters (`view`, `fields`) the client can also apply itself: a
+        server that does not take one answers 400 naming it (query strings are strict), and
+        the request goes again without it; the caller shapes the answer either way."""
+        try:
+            return self._json("GET", path, params=params or None)
+        except ApiError as error:
+            refused = [name for name in optional if name in error.errors and params.get(name)]
+            if error.status != 400 or not refused or set(error.errors) - set(refused):
+                raise
+            kept = {name: value for name, value in params.items() if name not in refused}
+            return self._json("GET", path, params=kept or None)
 
     def get_context(
         self, report_id: str, *, max_chars: int | None = None, markdown: bool = False

@@ -143,6 +143,8 @@ class Command(BaseCommand):
         overview.add_row("open", str(summary["open"]))
         overview.add_row("done", str(summary["done"]))
         overview.add_row("SLA breached", f"[red]{breached}[/red]" if breached else "0")
+        waiting = summary["needs_human"]
+        overview.add_row("needs a human", f"[yellow]{waiting}[/yellow]" if waiting else "0")
         overview.add_row(
             "canonical / duplicates", f"{summary['canonical']} / {summary['duplicates']}"
         )
@@ -319,8 +321,8 @@ def _console(stdout) -> Console:
 
 
 def _report_table(reports: list[BugReport], *, total: int, width: int) -> Table:
-    """id (short), severity, status, SLA and title always; assignee, age and duplicate-of (when
-    any row has one) while the title keeps TITLE_MIN characters. The title takes the rest."""
+    """id (short), severity, status, SLA and title always; needs-human, assignee, age and
+    duplicate-of (when any row has one) while the title keeps TITLE_MIN characters. The title takes the rest."""
     now = timezone.now()
     cells: dict[str, list] = {
         "id": [_short(r.pk) for r in reports],
@@ -330,6 +332,7 @@ def _report_table(reports: list[BugReport], *, total: int, width: int) -> Table:
         "assignee": [r.assignee_id or "" for r in reports],
         "age": [_age((now - r.created_at).total_seconds()) for r in reports],
         "duplicate of": [_short(r.duplicate_of_id) if r.duplicate_of_id else "" for r in reports],
+        "needs human": ["yes" if r.needs_human else "" for r in reports],
     }
     widths = {
         name: max([len(name), *(len(str(cell)) for cell in column)])
@@ -339,7 +342,7 @@ def _report_table(reports: list[BugReport], *, total: int, width: int) -> Table:
     shown = ["id", "severity", "status", "SLA"]
     # Each column costs its width, 2 of padding and 1 of separator; the title needs as much.
     used = sum(widths[name] + 3 for name in shown) + 3
-    for optional in ("assignee", "age", "duplicate of"):
+    for optional in ("needs human", "assignee", "age", "duplicate of"):
         if any(cells[optional]) and width - used - widths[optional] - 3 >= TITLE_MIN:
             shown.append(optional)
             used += widths[optional] + 3
