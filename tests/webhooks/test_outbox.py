@@ -55,8 +55,9 @@ def test_claim_release_and_resolve_are_told(subscribed):
     claimed, token = report_claim_next(actor="agent-1")  # the one-statement claim on PostgreSQL
     assert claimed.pk == report.pk
     report_release(report_id=report.pk, actor="agent-1", claim_token=token)
-    _, token = report_claim_next(actor="agent-1")
-    report_resolve(report_id=report.pk, actor="agent-1", claim_token=token, resolution_notes="x")
+    # another agent: the releaser is not handed its report back within RECLAIM_COOLDOWN
+    _, token = report_claim_next(actor="agent-2")
+    report_resolve(report_id=report.pk, actor="agent-2", claim_token=token, resolution_notes="x")
     assert told(report) == [
         "report.created",
         "report.claimed",
