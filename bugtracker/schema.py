@@ -13,6 +13,8 @@ from rest_framework.permissions import AllowAny
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
 RETRY_AFTER_STATUSES = ("429", "503")
+# A 409 carries Retry-After only where it means "idempotent request in progress".
+IN_PROGRESS_STATUS = "409"
 
 PROBLEM = inline_serializer(
     name="Problem",
@@ -50,8 +52,18 @@ DESCRIPTIONS = {
     422: "Idempotency-Key reused with another body.",
     428: "The report holds a live claim and the request has no X-Claim-Token.",
     429: "Throttled; see Retry-After.",
-    503: "Database unavailable or busy; see Retry-After.",
+    503: (
+        "The database is unavailable or busy, or the request ran past its deadline on the "
+        "database (DB_REQUEST_DEADLINE): problem type `urn:bugtracker:problem:database-"
+        "unavailable`; retry after Retry-After (a submission with the same Idempotency-Key)."
+    ),
 }
+IN_PROGRESS_DESCRIPTION = (
+    "A request with the same Idempotency-Key is still in progress and the wait for it ran "
+    "out: problem type `urn:bugtracker:problem:idempotent-request-in-progress`; retry with "
+    "the same key and body after Retry-After."
+)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class RoleAwareAutoSchema(AutoSchema):
@@ -176,7 +188,8 @@ def _operations(result):
 def _complete_problem_responses(path: str, operation: dict) -> None:
     """What any such operation can answer, whether or not its view listed it: a JSON body can
     be invalid (400), too large (413) or not JSON (415); a key can be missing (401) or of the
-    wrong role (403); an `{id}` can name nothing (404); a URL can be too long (414)."""
+    wrong role (403); an `{id}` can name nothing (404); a URL can be too long (414); a request
+    with an Idempotency-Key can find the first one with that key still running (409)."""
     codes = {414}
     if "requestBody" in operation:
         codes |= {400, 413, 415}
@@ -185,6 +198,17 @@ def _complete_problem_responses(path: str, operation: dict) -> None:
     if "{id}" in path:
         codes.add(404)
     responses = operation["responses"]
+    if _takes_idempotency_key(operation):
+        in_progress = responses.setdefault(
+            IN_PROGRESS_STATUS,
+            {
+                "description": IN_PROGRESS_DESCRIPTION,
+                "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
+            },
+        )
+        if in_progress["description"] != IN_PROGRESS_DESCRIPTION:  # a 409 of its own too
+            in_progress["description"] += f" Or: {IN_PROGRESS_DESCRIPTION}"
+        _retry_after(in_progress)
     for code in sorted(codes):
         responses.setdefault(
             str(code),
@@ -195,9 +219,23 @@ def _complete_problem_responses(path: str, operation: dict) -> None:
         )
 
 
+def _takes_idempotency_key(operation: dict) -> bool:
+    return any(
+        p.get("in") == "header" and p.get("name") == IDEMPOTENCY_HEADER
+        for p in operation.get("parameters", [])
+    )
+
+
+def _retry_after(response: dict) -> None:
+    response.setdefault("headers", {})["Retry-After"] = {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+
+
 def problem_details_hook(result, generator, request, public):
     """drf-spectacular postprocessing, written once for every app: problems are served as
-    application/problem+json, 429/503 carry Retry-After, `{id}` is a UUID, and the links
+    application/problem+json, 429/503 (and an idempotent call's 409) carry Retry-After, `{id}` is a UUID, and the links
     between operations are declared."""
     by_id = {}
     for path, _method, operation in _operations(result):
@@ -212,10 +250,7 @@ def problem_details_hook(result, generator, request, public):
                 if content[media_type].get("schema", {}).get("$ref", "").endswith("/Problem"):
                     content[PROBLEM_CONTENT_TYPE] = content.pop(media_type)
             if code in RETRY_AFTER_STATUSES and PROBLEM_CONTENT_TYPE in content:
-                response.setdefault("headers", {})["Retry-After"] = {
-                    "description": "Seconds to wait before retrying.",
-                    "schema": {"type": "integer", "minimum": 1},
-                }
+                _retry_after(response)
     for (source, code), target, parameters in LINKS:
         response = by_id.get(source, {}).get("responses", {}).get(code)
         if response is None or target not in by_id:
@@ -238,7 +273,7 @@ CLAIM_TOKEN = OpenApiParameter(
     description="The token from the claim, needed while someone holds a live claim (admins may omit).",
 )
 IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key",
+    IDEMPOTENCY_HEADER,
     {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
     location=OpenApiParameter.HEADER,
     required=False,

@@ -342,13 +342,11 @@ class _NewGroup:
 class _Registry:
     """The release registry, for "deployed before the resolution": in memory when it is small.
 
-    Matches like `dedup.grouping.first_deployed_at`: the same SHA, or (when
-    rules.registry_prefix_ok) a registered SHA that starts with it; SQLite's LIKE ignores
-    ASCII case, so here too.
+    Which registered SHAs count is `rules.deployed_as`, the rule `first_deployed_at` asks the
+    database with; sorted by `rules.sha_key`, the SHAs it accepts sit side by side.
     """
 
     def __init__(self):
-        self.fold = connection.vendor == "sqlite"
         self.cache: dict = {}
         self.first_deploy: dict[str, object] | None = None
         if Release.objects.count() <= _REGISTRY_IN_MEMORY:
@@ -357,7 +355,7 @@ class _Registry:
                 if sha not in first or deployed_at < first[sha]:
                     first[sha] = deployed_at
             self.first_deploy = first
-            self.folded = sorted((sha.lower() if self.fold else sha, sha) for sha in first)
+            self.keyed = sorted((rules.sha_key(sha), sha) for sha in first)
 
     def first_deployed(self, release: str):
         """The first deploy of `release` (or of a SHA it is a prefix of), or None."""
@@ -369,12 +367,9 @@ class _Registry:
         return self.cache[release]
 
     def _in_memory(self, release: str):
-        first = self.first_deploy
-        times = [first[release]] if release in first else []
-        if rules.registry_prefix_ok(release):
-            needle = release.lower() if self.fold else release
-            i = bisect.bisect_left(self.folded, (needle, ""))
-            while i < len(self.folded) and self.folded[i][0].startswith(needle):
-                times.append(first[self.folded[i][1]])
-                i += 1
+        i = bisect.bisect_left(self.keyed, (rules.registry_lookup(release).sha, ""))
+        times = []
+        while i < len(self.keyed) and rules.deployed_as(release, self.keyed[i][1]):
+            times.append(self.first_deploy[self.keyed[i][1]])
+            i += 1
         return min(times, default=None)

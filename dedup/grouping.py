@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 from django.db.models import Min, Q
+from django.db.models.functions import Lower
 
 from bugtracker.sql import jsonb_object_sql, text_sql
 from reports.models import (
@@ -175,11 +176,17 @@ def canonical_done_at(canonical: BugReport) -> datetime:
 
 
 def first_deployed_at(release: str) -> datetime | None:
-    """The registry's first deploy of `release` (or of a SHA it is a long enough prefix of)."""
-    match = Q(sha=release)
-    if rules.registry_prefix_ok(release):
-        match |= Q(sha__startswith=release)
-    return Release.objects.filter(match).aggregate(first=Min("deployed_at"))["first"]
+    """The registry's first deploy of `release` (or of a SHA it is a long enough prefix of):
+    `rules.registry_lookup` in SQL, row for row what `rules.deployed_as` accepts."""
+    lookup = rules.registry_lookup(release)
+    match = Q(sha_key=lookup.sha)
+    if lookup.prefix is not None:
+        match |= Q(sha_key__startswith=lookup.prefix)
+    return (
+        Release.objects.annotate(sha_key=Lower("sha"))
+        .filter(match)
+        .aggregate(first=Min("deployed_at"))["first"]
+    )
 
 
 def stale_facts(

@@ -40,19 +40,44 @@ def lapsed(*, last_seen: datetime, occurred: datetime, window: timedelta | None)
 # Releases and stale occurrences -----------------------------------------------------------
 
 
+def sha_key(sha: str) -> str:
+    """How release ids compare: git SHAs are hexadecimal, so case is ignored."""
+    return sha.lower()
+
+
 def sha_matches(a: str | None, b: str | None) -> bool:
     """The same release: equal, or a short SHA (MIN_SHA_PREFIX or more) and its full form."""
     if not a or not b:
         return False
     if a == b:
         return True
-    shorter, longer = sorted((a.lower(), b.lower()), key=len)
+    shorter, longer = sorted((sha_key(a), sha_key(b)), key=len)
     return len(shorter) >= MIN_SHA_PREFIX and longer.startswith(shorter)
 
 
-def registry_prefix_ok(release: str) -> bool:
-    """Whether a registered SHA that starts with `release` names the same release."""
-    return len(release) >= MIN_SHA_PREFIX
+@dataclass(frozen=True)
+class RegistryLookup:
+    """Which registered SHAs record a deploy of a release: those whose `sha_key` equals
+    `sha`, or (when `prefix` is not None) starts with `prefix`. The SQL path
+    (`dedup.grouping.first_deployed_at`) filters on these two values; `deployed_as` is the
+    same rule for one registered SHA."""
+
+    sha: str
+    prefix: str | None
+
+
+def registry_lookup(release: str) -> RegistryLookup:
+    """The registry rule for `release`: the same SHA, or a registered SHA that `release` is a
+    prefix of (MIN_SHA_PREFIX characters or more); case ignored on both sides (`sha_key`)."""
+    key = sha_key(release)
+    return RegistryLookup(sha=key, prefix=key if len(key) >= MIN_SHA_PREFIX else None)
+
+
+def deployed_as(release: str, registered: str) -> bool:
+    """Whether the registry's row for `registered` records a deploy of `release`."""
+    lookup = registry_lookup(release)
+    key = sha_key(registered)
+    return key == lookup.sha or (lookup.prefix is not None and key.startswith(lookup.prefix))
 
 
 def done_at(

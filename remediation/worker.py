@@ -162,6 +162,9 @@ class RemediationWorker:
             return
         self._stop.set()
         self._wake.set()
+        logger.info(
+            "Remediation worker %s stopping (up to %gs for running work).", self.holder, deadline
+        )
         if self._scanner is not None:
             self._scanner.join(timeout=max(deadline, 1.0))
         leftovers = self.queue.shutdown(

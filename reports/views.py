@@ -232,7 +232,9 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         ),
         request=BugReportCreateSerializer,
         parameters=[IDEMPOTENCY_KEY],
-        responses={201: BugReportSerializer, **problems(400, 401, 403, 409, 413, 415, 422)},
+        # 409 (idempotent request in progress) and its Retry-After: bugtracker/schema.py adds
+        # them to every operation that takes an Idempotency-Key.
+        responses={201: BugReportSerializer, **problems(400, 401, 403, 413, 415, 422)},
         auth=[{"ApiKey": []}, {}],
     )
     @idempotent

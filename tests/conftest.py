@@ -1,3 +1,5 @@
+import signal
+
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
@@ -59,3 +61,12 @@ def is_postgres() -> bool:
 def pytest_runtest_setup(item):
     if item.get_closest_marker("postgres") and not is_postgres():
         pytest.skip("real multi-connection concurrency runs on PostgreSQL (DATABASE_URL)")
+
+
+def pytest_configure(config):
+    # A shell without job control starts a background job (`make test &`, a CI step, an
+    # agent's tool) with SIGINT ignored, and every process it starts inherits that: a server
+    # that the tests stop with SIGINT, like Ctrl-C, would then ignore it and be killed after
+    # the timeout. The tests' children get Ctrl-C's default behaviour again.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -136,3 +136,23 @@ def test_the_duplicate_event_text_and_data():
         canonical="c", group="g", fingerprint="f", occurrences=3, stale="seen_before_resolution"
     )["stale"] == ("seen_before_resolution")
     assert set(rules.DUPLICATE_DATA) == set(data)
+
+
+# A registry row's SHA, and which releases count as deployed by it.
+REGISTRY_CASES = [
+    ("abc1234", "abc1234def", True),  # seven characters: a prefix of the registered SHA
+    ("ABC1234", "abc1234def", True),  # case ignored
+    ("abc1234", "ABC1234DEF", True),
+    ("abc123", "abc123def", False),  # under seven characters: no prefix match
+    ("abc123", "abc123", True),  # but the same SHA, however short
+    ("ABC123", "abc123", True),
+    ("abc1234def", "abc1234", False),  # the registry holding a shorter SHA does not count
+    ("abc1234", "abd1234", False),
+    ("abc_234", "abcx234def", False),  # LIKE's wildcards are plain characters here
+    ("abc%234", "abc%234def", True),
+]
+
+
+@pytest.mark.parametrize(("release", "registered", "deployed"), REGISTRY_CASES)
+def test_deployed_as(release, registered, deployed):
+    assert rules.deployed_as(release, registered) is deployed

@@ -130,19 +130,33 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_exactly_like_an_uninterrupte
     assert summary_block(output) == summary_block(reference.stdout)
 
 
+def wait_until(predicate, what: str, process, output: Path, timeout: float = 60) -> None:
+    """Poll `predicate` until true; fail early if the process died, late if it never is."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, f"exited before {what}: {output.read_text()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {output.read_text()}"
+        time.sleep(0.05)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_watch_imports_new_files_within_seconds_and_never_echoes_the_mirror(tmp_path):
     legacy = tmp_path / "legacy"
     legacy.mkdir()
+    out, err = tmp_path / "out", tmp_path / "err"
     # The worst case: the mirror writes into the very directory being watched.
-    process = subprocess.Popen(
-        [*MANAGE, "backfill_json", str(legacy), "--watch", "--interval", "0.2"],
-        env=child_env(LEGACY_MIRROR_DIR=str(legacy)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        process = subprocess.Popen(
+            [*MANAGE, "backfill_json", str(legacy), "--watch", "--interval", "0.2"],
+            env=child_env(LEGACY_MIRROR_DIR=str(legacy), PYTHONUNBUFFERED="1"),
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
     try:
+        # "Within seconds" counts from a watcher that watches, not from a Python still
+        # importing Django (which under load alone can take longer).
+        wait_until(lambda: "Watching " in out.read_text(), "the watcher to start", process, err)
         written = time.monotonic()
         (legacy / "old-path-1.json").write_text(
             json.dumps(
@@ -154,10 +168,13 @@ def test_watch_imports_new_files_within_seconds_and_never_echoes_the_mirror(tmp_
                 }
             )
         )
-        while not BugReport.objects.filter(legacy_id="old-1").exists():
-            assert time.monotonic() - written < 10, "the watcher did not import the file"
-            assert process.poll() is None, process.stderr.read()
-            time.sleep(0.05)
+        wait_until(
+            lambda: BugReport.objects.filter(legacy_id="old-1").exists(),
+            "the watcher to import the file",
+            process,
+            err,
+            timeout=10,
+        )
         assert time.monotonic() - written < 5
 
         with override_settings(LEGACY_MIRROR_DIR=str(legacy)):
@@ -167,14 +184,18 @@ def test_watch_imports_new_files_within_seconds_and_never_echoes_the_mirror(tmp_
             report_transition(report_id=report.pk, to_status="triaged", actor="agent-1")
         mirrored = json.loads((legacy / f"{report.pk}.json").read_text())
         assert mirrored["status"] == "triaged"
-        time.sleep(2.5)  # several scans, past the settle time of the mirror file
+        # A scan has read the mirror file (once settled) and found its report already there.
+        wait_until(
+            lambda: "already present 1" in out.read_text(), "a scan of the mirror", process, err
+        )
 
         assert BugReport.objects.count() == 2
         report.refresh_from_db()
         assert (report.legacy_id, report.version, report.status) == (None, 2, "triaged")
     finally:
         process.send_signal(signal.SIGTERM)
-        output, errors = process.communicate(timeout=30)
-    assert process.returncode == 0, errors
+        process.wait(timeout=30)
+    output = out.read_text()
+    assert process.returncode == 0, err.read_text()
     assert "inserted:         1" in output
     assert "already present:  1" in output

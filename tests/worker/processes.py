@@ -15,6 +15,7 @@ from django.db import connection
 from .helpers import COMMAND, PROJECT
 
 STARTED = "Remediation worker started as "
+STOPPING = "Remediation worker "  # ... "<holder> stopping": the worker has begun to stop
 
 
 def database_url() -> str:
@@ -96,17 +97,54 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    def wait_for_port(self, port: int, timeout: float = 60.0) -> None:
+        """Until the server accepts connections: it has imported everything and serves."""
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        self.wait_for(answers, timeout=timeout, what=f"the server to answer on port {port}")
+
+    def stop(
+        self,
+        sig: int = signal.SIGTERM,
+        timeout: float = 30.0,
+        *,
+        taken=None,
+        resend_every: float = 5.0,
+    ) -> int:
+        """Send `sig` and wait for the process to exit (SIGKILL after `timeout`). With `taken`
+        (a predicate: the process has begun to stop), `sig` is sent again every
+        `resend_every` seconds until it has: a signal can be lost (Python swallows a
+        KeyboardInterrupt raised where it cannot propagate, "Exception ignored ...")."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.signal_group(signal.SIGKILL)
-                self.process.wait()
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    self.process.wait(
+                        timeout=min(resend_every, max(0.0, deadline - time.monotonic()))
+                    )
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        self.signal_group(signal.SIGKILL)
+                        self.process.wait()
+                        break
+                    if taken is not None and not taken():
+                        with contextlib.suppress(ProcessLookupError):
+                            self.process.send_signal(sig)
         self.signal_group(signal.SIGKILL)  # anything it left behind
         self._file.close()
         return self.process.returncode
+
+    def worker_stopping(self) -> bool:
+        """This process's remediation worker has logged that it is stopping."""
+        return any(" stopping (" in line for line in self.lines(STOPPING))
 
 
 def run_manage(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:

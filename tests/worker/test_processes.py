@@ -4,7 +4,7 @@ import time
 from collections import Counter
 
 import pytest
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from remediation.models import AgentRun
 from reports.models import BugReport
@@ -49,13 +49,22 @@ def test_run_worker_once_runs_what_is_due_and_exits(tmp_path):
     assert all(BugReport.objects.get(pk=r.pk).status == "resolved" for r in reports)
 
 
+def runs_logged(log) -> int:
+    """Complete lines the stand-in command has written to its log."""
+    text = log.read_text() if log.exists() else ""
+    return text.count("\n")
+
+
 def test_a_worker_killed_mid_run_loses_nothing(tmp_path):
     log = tmp_path / "runs.log"
     report = make_report(automation_enabled=True, metadata={"mode": "hang_once"})
     env = child_env(log)
     first = Child.manage("run_worker", "--lease-seconds", "2", env=env, output=tmp_path / "first")
     try:
-        first.wait_for(log.exists, what="the first run to start")
+        # The run has logged its whole line and left the marker that makes it hang (killed
+        # before that, its orphan would leave no marker and the next run would hang too).
+        hung = log.parent / f"{log.name}.d" / f"{report.pk}.hung"
+        first.wait_for(lambda: runs_logged(log) == 1 and hung.exists(), what="the run to hang")
         first.process.kill()  # SIGKILL: no clean-up of any kind
         first.process.wait()
     finally:
@@ -65,7 +74,12 @@ def test_a_worker_killed_mid_run_loses_nothing(tmp_path):
     report.refresh_from_db()
     assert report.status == "in_progress" and report.claim_holder.endswith(f":{first.pid}")
 
-    time.sleep(max(0.0, (report.claim_expires_at - timezone.now()).total_seconds()) + 0.2)
+    # Until the database's own clock says the dead worker's lease has run out.
+    expired = BugReport.objects.filter(pk=report.pk, claim_expires_at__lt=Now())
+    deadline = time.monotonic() + 60
+    while not expired.exists():
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.1)
     result = run_manage("run_worker", "--once", env=env)
     assert result.returncode == 0, result.stderr
     report.refresh_from_db()
@@ -105,7 +119,7 @@ def test_two_run_workers_and_the_servers_worker_run_every_report_exactly_once(tm
         )
         elapsed = time.monotonic() - started
     finally:
-        codes = [child.stop(signal.SIGINT) for child in children]
+        codes = [child.stop(signal.SIGINT, taken=child.worker_stopping) for child in children]
     assert codes[:2] == [0, 0], [c.text()[-2000:] for c in children]
 
     runs_per_report = Counter(AgentRun.objects.values_list("report_id", flat=True))

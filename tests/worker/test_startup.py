@@ -73,8 +73,9 @@ def test_migrate_bugstatus_and_other_commands_start_no_worker(tmp_path):
 def test_runserver_noreload_starts_one_worker_that_works_the_queue(tmp_path):
     report = make_report(automation_enabled=True, metadata={"mode": "succeed"})
     env = child_env(tmp_path / "runs.log")
+    port = free_port()
     server = Child.manage(
-        "runserver", f"127.0.0.1:{free_port()}", "--noreload", env=env, output=tmp_path / "out"
+        "runserver", f"127.0.0.1:{port}", "--noreload", env=env, output=tmp_path / "out"
     )
     try:
         server.wait_for(lambda: server.started_pids(), what="the worker to start")
@@ -83,8 +84,11 @@ def test_runserver_noreload_starts_one_worker_that_works_the_queue(tmp_path):
             lambda: BugReport.objects.get(pk=report.pk).status == "resolved",
             what="the report to be resolved",
         )
+        # The worker starts before the server has imported its URLs and bound its port: a
+        # SIGINT then could be lost. Ctrl-C once it serves, as a user would.
+        server.wait_for_port(port)
     finally:
-        returncode = server.stop(signal.SIGINT)
+        returncode = server.stop(signal.SIGINT, taken=server.worker_stopping)
     assert returncode in (0, 1, -signal.SIGINT), server.text()
     assert "Remediation worker" in server.text() and "stopped" in server.text()
     assert report.runs.get().runner.endswith(f":{server.pid}")
@@ -93,10 +97,13 @@ def test_runserver_noreload_starts_one_worker_that_works_the_queue(tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_runserver_with_the_autoreloader_starts_the_worker_in_the_serving_child_only(tmp_path):
     env = child_env(tmp_path / "runs.log")
-    server = Child.manage("runserver", f"127.0.0.1:{free_port()}", env=env, output=tmp_path / "out")
+    port = free_port()
+    server = Child.manage("runserver", f"127.0.0.1:{port}", env=env, output=tmp_path / "out")
     try:
         server.wait_for(lambda: server.started_pids(), what="the worker to start")
-        time.sleep(2)  # a second start would have shown by now
+        # Once the serving child answers, both processes are past their start-up: a second
+        # worker start would have been logged before the port opened.
+        server.wait_for_port(port)
         pids = server.started_pids()
         assert len(pids) == 1 and pids[0] != server.pid, server.text()
     finally:
