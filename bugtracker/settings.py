@@ -180,6 +180,11 @@ SLA_HOURS = {
 }
 BUGTRACKER_ANONYMOUS_SUBMIT = env.bool("BUGTRACKER_ANONYMOUS_SUBMIT", default=True)
 DEDUP_WINDOW_DAYS = env.int("DEDUP_WINDOW", default=30)
+# Deployment roots stripped from frame paths (compact repo_hints, the context bundle's frames),
+# beside the usual ones (/app/, /srv/app/, /usr/src/app/, ...).
+REPO_PATH_ROOTS = [
+    root.rstrip("/") + "/" for root in env.list("REPO_PATH_ROOTS", default=[]) if root.strip()
+]
 
 BUGTRACKER_WORKER = env.bool("BUGTRACKER_WORKER", default=False)
 REMEDIATION_COMMAND = env.json("REMEDIATION_COMMAND", default=[])

@@ -2,12 +2,14 @@ import copy
 import json
 from enum import Enum
 
+from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from bugtracker.serializers import UnknownFieldsRefused
+from dedup.fingerprint import DEFAULT_REPO_ROOTS, repo_hints, repo_relative
 
 from .models import BugReport, BugReportEvent, EventKind, Severity, Source, Status
 
@@ -197,8 +199,13 @@ class ClaimSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
 
 
+@extend_schema_serializer(extensions={"x-always-fields": ["id"]})
 class BugReportSerializer(serializers.ModelSerializer):
-    """A report as the API shows it: never the claim token or its hash."""
+    """A report as the API shows it: never the claim token or its hash.
+
+    `fields` (query or body) may ask for fewer fields: only `id` always comes back. The
+    serializer's context may carry `fields`, the names to render.
+    """
 
     claim = serializers.SerializerMethodField()
     sla_breached = serializers.SerializerMethodField()
@@ -260,6 +267,16 @@ class BugReportSerializer(serializers.ModelSerializer):
             cls._built_fields = built
         return copy.deepcopy(built)
 
+    def _plan_for(self, plan):
+        fields = self.context.get("fields")
+        if fields is None:
+            return plan
+        chosen = getattr(self, "_chosen_plan", None)
+        if chosen is None:
+            wanted = set(fields)
+            chosen = self._chosen_plan = [(name, fast) for name, fast in plan if name in wanted]
+        return chosen
+
     def to_representation(self, instance):
         """DRF's output, read straight off the row for the plain fields (a list page renders
         50 reports x 40 fields: the generic path was half of its time).
@@ -272,7 +289,7 @@ class BugReportSerializer(serializers.ModelSerializer):
         if plan is None:
             plan = cls._plan = [_fast_reader(field) for field in self._readable_fields]
         out = {}
-        for name, fast in plan:
+        for name, fast in self._plan_for(plan):
             if fast is not None:
                 out[name] = fast(self, instance)
                 continue
@@ -304,13 +321,70 @@ class BugReportSerializer(serializers.ModelSerializer):
         return count
 
     def get_repo_hints(self, report) -> list[str]:
-        if not report.stack_trace:
-            return []
-        try:
-            from dedup.fingerprint import repo_hints
-        except ImportError:
-            return []
         return repo_hints(report.stack_trace)
+
+
+# The columns each shown field reads: a response with fewer fields loads fewer columns (a
+# compact page must not drag 50 descriptions and telemetry blobs out of the database).
+# `occurrences` and `duplicates_count` come from report_list()'s annotations.
+_FIELD_COLUMNS = {
+    "claim": ("claim_holder", "claim_expires_at"),
+    "sla_breached": ("status", "sla_due_at"),
+    "occurrences": ("dedup_group",),
+    "duplicates_count": (),
+    "repo_hints": ("stack_trace",),
+}
+
+
+def repo_path(path: str) -> str:
+    """A frame's file as an agent finds it in its checkout (REPO_PATH_ROOTS and the usual
+    deployment roots stripped)."""
+    return repo_relative(path, (*settings.REPO_PATH_ROOTS, *DEFAULT_REPO_ROOTS))
+
+
+class BugReportCompactSerializer(BugReportSerializer):
+    """`view=compact`: what an agent needs to pick a report, about 350 characters each.
+
+    Times to the second, and the first three repo hints relative to the repository root.
+    """
+
+    sla_due_at = serializers.DateTimeField(format="%Y-%m-%dT%H:%M:%SZ")
+    created_at = serializers.DateTimeField(format="%Y-%m-%dT%H:%M:%SZ")
+
+    class Meta(BugReportSerializer.Meta):
+        fields = [
+            "id",
+            "title",
+            "severity",
+            "status",
+            "component",
+            "category",
+            "occurrences",
+            "claim",
+            "sla_due_at",
+            "sla_breached",
+            "created_at",
+            "repo_hints",
+        ]
+        read_only_fields = fields
+
+    def get_repo_hints(self, report) -> list[str]:
+        return [repo_path(path) for path in repo_hints(report.stack_trace)[:COMPACT_REPO_HINTS]]
+
+
+# The compact view's repo_hints: the innermost few files are where an agent starts.
+COMPACT_REPO_HINTS = 3
+REPORT_VIEWS = {"full": BugReportSerializer, "compact": BugReportCompactSerializer}
+REPORT_VIEW_FIELDS = {name: tuple(cls.Meta.fields) for name, cls in REPORT_VIEWS.items()}
+COMPACT_FIELDS = REPORT_VIEW_FIELDS["compact"]
+
+
+def report_columns(fields) -> list[str]:
+    """Model columns to load for rendering `fields` (for QuerySet.only())."""
+    columns = {"id"}
+    for name in fields:
+        columns.update(_FIELD_COLUMNS.get(name, (name,)))
+    return sorted(columns)
 
 
 class ClaimResponseSerializer(serializers.Serializer):

@@ -16,6 +16,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from bugtracker.domain import NotFound
+from bugtracker.fields import chosen_fields, chosen_view, fields_parameters
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
 from bugtracker.pagination import Key, KeysetPagination
@@ -29,6 +30,8 @@ from .filters import BugReportFilter
 from .models import AgentRun, BugReport
 from .selectors import report_events, report_list, report_with_counts
 from .serializers import (
+    REPORT_VIEW_FIELDS,
+    REPORT_VIEWS,
     BugReportCreateSerializer,
     BugReportSerializer,
     BugReportUpdateSerializer,
@@ -39,6 +42,7 @@ from .serializers import (
     LeaseSerializer,
     ReleaseClaimSerializer,
     ResolveSerializer,
+    report_columns,
 )
 from .serializers_runs import AgentRunSerializer
 
@@ -60,6 +64,13 @@ ORDERINGS = {
         Key("id", DESC, "uuid"),
     ],
 }
+
+# A report's history and runs page oldest first, like the reports list pages by its ordering.
+SUBLIST_ORDERINGS = {
+    "events": [Key("created_at", ASC, "dt"), Key("id", ASC, "int")],
+    "runs": [Key("started_at", ASC, "dt"), Key("id", ASC, "int")],
+}
+REPORT_FIELD_NAMES = frozenset(field.name for field in BugReport._meta.concrete_fields)
 
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 _NULLABLE_INT = {"type": "integer", "nullable": True}
@@ -126,13 +137,14 @@ def _storable(value):
             "`include_duplicates=true` or `duplicate_of` is given. An invalid filter value is a "
             "400 naming the parameter."
         ),
-        parameters=[ORDERING_PARAM],
+        parameters=[ORDERING_PARAM, *fields_parameters(REPORT_VIEW_FIELDS)],
         responses={200: BugReportSerializer(many=True), **problems(400, 401, 403)},
     ),
     retrieve=extend_schema(
         summary="One report",
         description="The report with `ETag` set to its version.",
-        responses={200: BugReportSerializer, **problems(401, 403, 404)},
+        parameters=fields_parameters(REPORT_VIEW_FIELDS),
+        responses={200: BugReportSerializer, **problems(400, 401, 403, 404)},
     ),
 )
 class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -143,7 +155,19 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        return report_list()
+        queryset = report_list()
+        if self.action == "list":
+            # The cursor reads the sort keys off the last row: load them too.
+            keys = [k.name for k in self.get_ordering_keys() if k.name in REPORT_FIELD_NAMES]
+            queryset = queryset.only(*report_columns(self.shape()[1]), *keys)
+        return queryset
+
+    def shape(self) -> tuple[str, list[str]]:
+        """(view, fields) this request asked for with `view=` and `fields=` (list, detail)."""
+        if not hasattr(self, "_shape"):
+            view = chosen_view(self.request, REPORT_VIEW_FIELDS)
+            self._shape = view, chosen_fields(self.request, REPORT_VIEW_FIELDS[view])
+        return self._shape
 
     def get_permissions(self):
         if self.action == "create" and caller_role(self.request) is None:
@@ -153,9 +177,19 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return super().get_permissions()
 
     def get_serializer_context(self):
-        return {**super().get_serializer_context(), "now": timezone.now()}
+        context = {**super().get_serializer_context(), "now": timezone.now()}
+        if self.action in ("list", "retrieve"):
+            context["fields"] = self.shape()[1]
+        return context
+
+    def get_serializer_class(self):
+        if self.action in ("list", "retrieve"):
+            return REPORT_VIEWS[self.shape()[0]]
+        return super().get_serializer_class()
 
     def get_ordering_keys(self):
+        if self.action in SUBLIST_ORDERINGS:
+            return SUBLIST_ORDERINGS[self.action]
         ordering = self.request.query_params.get("ordering", "priority")
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"Must be one of: {', '.join(ORDERINGS)}."]})
@@ -169,8 +203,11 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     def get_object(self):
         # get(), not first(): no ORDER BY to compile for a primary-key lookup (hot path).
+        queryset = report_list().select_related("dedup_group")
+        if self.action == "retrieve":
+            queryset = report_list().only(*report_columns(self.shape()[1]))
         try:
-            return report_list().select_related("dedup_group").get(pk=self.report_id())
+            return queryset.get(pk=self.report_id())
         except BugReport.DoesNotExist:
             raise NotFound(f"No bug report {self.kwargs[self.lookup_field]}.") from None
 
@@ -250,8 +287,8 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @extend_schema(
         methods=["GET"],
         summary="A report's history",
-        description="Every event of the report, oldest first.",
-        responses={200: EventSerializer(many=True), **problems(401, 403, 404)},
+        description="Every event of the report, oldest first, cursor-paginated like the reports list.",
+        responses={200: EventSerializer(many=True), **problems(400, 401, 403, 404)},
     )
     @extend_schema(
         methods=["POST"],
@@ -259,13 +296,14 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         request=EventCreateSerializer,
         responses={201: EventSerializer, **problems(400, 401, 403, 404, 413, 415)},
     )
-    @action(detail=True, methods=["get", "post"], pagination_class=None, filterset_class=None)
+    @action(detail=True, methods=["get", "post"], filterset_class=None)
     def events(self, request, *args, **kwargs):
         report_id = self.report_id()
         if request.method == "GET":
-            if not report_list().filter(pk=report_id).exists():
+            if not BugReport.objects.filter(pk=report_id).exists():
                 raise NotFound(f"No bug report {report_id}.")
-            return Response(EventSerializer(report_events(report_id=report_id), many=True).data)
+            page = self.paginate_queryset(report_events(report_id=report_id))
+            return self.get_paginated_response(EventSerializer(page, many=True).data)
         serializer = EventCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         event = services.report_add_event(
@@ -279,16 +317,19 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     @extend_schema(
         summary="A report's remediation runs",
-        description="Every run of the remediation worker on this report, oldest first.",
-        responses={200: AgentRunSerializer(many=True), **problems(401, 403, 404)},
+        description=(
+            "Every run of the remediation worker on this report, oldest first, "
+            "cursor-paginated like the reports list."
+        ),
+        responses={200: AgentRunSerializer(many=True), **problems(400, 401, 403, 404)},
     )
-    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None)
     def runs(self, request, *args, **kwargs):
         report_id = self.report_id()
         if not BugReport.objects.filter(pk=report_id).exists():
             raise NotFound(f"No bug report {report_id}.")
-        runs = AgentRun.objects.filter(report_id=report_id).order_by("started_at", "id")
-        return Response(AgentRunSerializer(runs, many=True).data)
+        page = self.paginate_queryset(AgentRun.objects.filter(report_id=report_id))
+        return self.get_paginated_response(AgentRunSerializer(page, many=True).data)
 
     def _claim_response(self, report, token):
         # ClaimResponseSerializer's shape (it documents it), without building its nested
