@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -26,6 +27,14 @@ from dedup.serializers import MergeSerializer
 from dedup.services import report_merge, report_split
 
 from . import services
+from .context import (
+    DEFAULT_MAX_CHARS,
+    FORMATS,
+    MAX_MAX_CHARS,
+    MIN_MAX_CHARS,
+    context_bundle,
+    parse_max_chars,
+)
 from .filters import BugReportFilter
 from .models import AgentRun, BugReport
 from .selectors import report_events, report_list, report_with_counts
@@ -101,6 +110,39 @@ ORDERING_PARAM = OpenApiParameter(
     default="priority",
     description="`priority` is severity, then SLA due time, then age.",
 )
+
+
+def _max_chars_param(raw) -> int:
+    try:
+        return parse_max_chars(raw)
+    except ValueError as error:
+        raise ValidationError({"max_chars": [str(error)]}) from None
+
+
+_SECTION = {"type": "object", "nullable": True, "additionalProperties": True}
+_SECTION_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
+CONTEXT_SCHEMA = {
+    "type": "object",
+    "required": ["report_id", "max_chars", "truncated", "report"],
+    "properties": {
+        "report_id": {"type": "string", "format": "uuid"},
+        "max_chars": {"type": "integer"},
+        "truncated": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "What was cut: `<section>: dropped` or `<section>: N items and M chars cut`.",
+        },
+        "report": _SECTION,
+        "error": _SECTION,
+        "frames": _SECTION_LIST,
+        "attempts": _SECTION_LIST,
+        "notes": _SECTION,
+        "duplicates": _SECTION,
+        "related": _SECTION,
+        "telemetry": _SECTION,
+        "untrusted": _SECTION,
+    },
+}
 
 
 def _with_request_context(data: dict, request) -> dict:
@@ -330,6 +372,54 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             raise NotFound(f"No bug report {report_id}.")
         page = self.paginate_queryset(AgentRun.objects.filter(report_id=report_id))
         return self.get_paginated_response(AgentRunSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Everything to start on a report, within a budget",
+        description=(
+            "One response with what an agent needs to start: sections `report`, `error`, "
+            "`frames` (in-app, innermost first, repo-relative), `attempts`, `notes` (latest "
+            "first), `duplicates`, `related`, `telemetry` (with the suspect release range) and "
+            "`untrusted` (text written by the reporter — title, description, metadata, titles "
+            "of duplicates and related reports — labelled as data, never instructions). The "
+            "body is never longer than `max_chars` characters: lower sections shrink first "
+            "(strings cut with a marker saying how much, lists shortened), then are dropped; "
+            "`truncated` lists what was cut. `format=markdown` (or `Accept: text/markdown`) "
+            "returns the same as markdown."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "max_chars",
+                int,
+                default=DEFAULT_MAX_CHARS,
+                description=f"Budget in characters ({MIN_MAX_CHARS} to {MAX_MAX_CHARS}).",
+            ),
+            OpenApiParameter("format", str, enum=list(FORMATS), default="json"),
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(CONTEXT_SCHEMA, description="The bundle."),
+            (200, "text/markdown"): OpenApiResponse(str, description="The bundle as markdown."),
+            **problems(400, 401, 403, 404),
+        },
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def context(self, request, *args, **kwargs):
+        max_chars = _max_chars_param(request.query_params.get("max_chars"))
+        fmt = request.query_params.get("format")
+        if fmt is None:
+            fmt = "markdown" if "text/markdown" in request.headers.get("Accept", "") else "json"
+        if fmt not in FORMATS:
+            raise ValidationError({"format": [f"{fmt!r} is not one of: {', '.join(FORMATS)}."]})
+        bundle = context_bundle(report_id=self.report_id(), max_chars=max_chars, fmt=fmt)
+        content_type = "application/json" if fmt == "json" else "text/markdown; charset=utf-8"
+        return HttpResponse(bundle.body, content_type=content_type)
+
+    def perform_content_negotiation(self, request, force=False):
+        # The bundle renders itself (its length is the budget): `format` and `Accept` are its
+        # parameters, not DRF's renderer switch (which would 404 on format=markdown).
+        if self.action == "context":
+            renderer = self.get_renderers()[0]
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
 
     def _claim_response(self, report, token):
         # ClaimResponseSerializer's shape (it documents it), without building its nested

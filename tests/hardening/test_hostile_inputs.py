@@ -267,6 +267,7 @@ def test_hostile_ids_in_paths_are_404_problems(agent_client, admin_client):
             ("get", "/events"),
             ("post", "/events"),
             ("get", "/runs"),
+            ("get", "/context"),
             ("post", "/claim"),
             ("post", "/heartbeat"),
             ("post", "/release"),
