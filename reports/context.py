@@ -18,15 +18,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from bugtracker.domain import NotFound
-from dedup.fingerprint import exception_line, in_app_frames
+from dedup.fingerprint import DEFAULT_REPO_ROOTS, exception_line, in_app_frames, repo_relative
 from telemetry.selectors import release_and_previous
 
 from .models import OPEN_STATUSES, AgentRun, BugReport, BugReportEvent, EventKind
 from .selectors import report_list
-from .serializers import repo_path
 
 DEFAULT_MAX_CHARS = 12_000
 MIN_MAX_CHARS = 1_000
@@ -77,11 +77,43 @@ FLOOR = len(LEVELS) - 1
 UNCUT_KEYS = frozenset({"id", "notice"})
 
 
+def repo_path(path: str) -> str:
+    """A frame's file as an agent finds it in its checkout (REPO_PATH_ROOTS and the usual
+    deployment roots stripped)."""
+    return repo_relative(path, (*settings.REPO_PATH_ROOTS, *DEFAULT_REPO_ROOTS))
+
+
 def _iso(value) -> str | None:
     if value is None:
         return None
     text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+_SECTION = {"type": "object", "nullable": True, "additionalProperties": True}
+_SECTION_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
+CONTEXT_SCHEMA = {
+    "type": "object",
+    "required": ["report_id", "max_chars", "truncated", "report"],
+    "properties": {
+        "report_id": {"type": "string", "format": "uuid"},
+        "max_chars": {"type": "integer"},
+        "truncated": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "What was cut: `<section>: dropped` or `<section>: N items and M chars cut`.",
+        },
+        "report": _SECTION,
+        "error": _SECTION,
+        "frames": _SECTION_LIST,
+        "attempts": _SECTION_LIST,
+        "notes": _SECTION,
+        "duplicates": _SECTION,
+        "related": _SECTION,
+        "telemetry": _SECTION,
+        "untrusted": _SECTION,
+    },
+}
 
 
 # Gathering -------------------------------------------------------------------------------

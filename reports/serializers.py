@@ -2,15 +2,15 @@ import copy
 import json
 from enum import Enum
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from bugtracker.serializers import UnknownFieldsRefused
-from dedup.fingerprint import DEFAULT_REPO_ROOTS, repo_hints, repo_relative
+from dedup.fingerprint import repo_hints
 
+from .context import CONTEXT_SCHEMA, MAX_MAX_CHARS, MIN_MAX_CHARS, repo_path
 from .models import BugReport, BugReportEvent, EventKind, Severity, Source, Status
 
 TITLE_MAX = 300
@@ -336,12 +336,6 @@ _FIELD_COLUMNS = {
 }
 
 
-def repo_path(path: str) -> str:
-    """A frame's file as an agent finds it in its checkout (REPO_PATH_ROOTS and the usual
-    deployment roots stripped)."""
-    return repo_relative(path, (*settings.REPO_PATH_ROOTS, *DEFAULT_REPO_ROOTS))
-
-
 class BugReportCompactSerializer(BugReportSerializer):
     """`view=compact`: what an agent needs to pick a report, about 350 characters each.
 
@@ -387,12 +381,20 @@ def report_columns(fields) -> list[str]:
     return sorted(columns)
 
 
+@extend_schema_field(CONTEXT_SCHEMA)
+class ContextBundleField(serializers.JSONField):
+    """The context bundle (GET /api/bug-reports/{id}/context) as a JSON object."""
+
+
 class ClaimResponseSerializer(serializers.Serializer):
     claim_token = serializers.CharField(
         help_text="Shown only in this response; send it as X-Claim-Token."
     )
     claim_expires_at = serializers.DateTimeField()
     report = BugReportSerializer()
+    context = ContextBundleField(
+        required=False, help_text="With `context: true` (claim-next): the report's context bundle."
+    )
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -414,22 +416,54 @@ class LeaseSerializer(UnknownFieldsRefused):
     lease_seconds = StrictIntegerField(min_value=1, max_value=86400, required=False)
 
 
-class ClaimNextSerializer(LeaseSerializer):
-    severity = serializers.ListField(
-        child=StrictChoiceField(choices=Severity.choices), required=False
-    )
-    min_severity = StrictChoiceField(choices=Severity.choices, required=False)
-    category = StrictCharField(max_length=100, required=False)
-    component = StrictCharField(max_length=SHORT_TEXT_MAX, required=False)
+class CommaListField(serializers.ListField):
+    """A JSON list of strings, or one string holding a comma list ("high,critical")."""
 
     def to_internal_value(self, data):
-        # Accept a single severity or a comma list as well as a JSON list.
-        if isinstance(data, dict) and isinstance(data.get("severity"), str):
-            data = {
-                **data,
-                "severity": [s.strip() for s in data["severity"].split(",") if s.strip()],
-            }
+        if isinstance(data, str):
+            data = [part.strip() for part in data.split(",") if part.strip()]
         return super().to_internal_value(data)
+
+
+class ClaimNextSerializer(LeaseSerializer):
+    severity = CommaListField(
+        child=StrictChoiceField(choices=Severity.choices),
+        required=False,
+        help_text="Any of these severities: a list or a comma list.",
+    )
+    min_severity = StrictChoiceField(choices=Severity.choices, required=False)
+    category = CommaListField(
+        child=StrictCharField(max_length=100),
+        required=False,
+        max_length=50,
+        help_text="Any of these categories: a list or a comma list.",
+    )
+    component = CommaListField(
+        child=StrictCharField(max_length=SHORT_TEXT_MAX),
+        required=False,
+        max_length=50,
+        help_text="Any of these components: a list or a comma list.",
+    )
+    view = StrictChoiceField(
+        choices=list(REPORT_VIEWS),
+        required=False,
+        help_text="Shape of the returned `report`: `full` (default) or `compact`.",
+    )
+    context = StrictBooleanField(
+        required=False,
+        help_text="Also return the report's context bundle as `context` (one call to start).",
+    )
+    max_chars = StrictIntegerField(
+        min_value=MIN_MAX_CHARS,
+        max_value=MAX_MAX_CHARS,
+        required=False,
+        help_text="The context bundle's budget in characters (default 12,000); needs `context`.",
+    )
+
+    def validate(self, attrs):
+        if "max_chars" in attrs and not attrs.get("context"):
+            raise serializers.ValidationError({"max_chars": ["Only with `context: true`."]})
+        return attrs
 
 
 class ReleaseClaimSerializer(UnknownFieldsRefused):

@@ -359,12 +359,17 @@ def claimable_reports(*, now: datetime, filters: dict[str, Any] | None = None):
         qs = qs.filter(severity_rank__lte=severity_rank(filters["min_severity"]))
     for field in ("category", "component"):
         if filters.get(field):
-            qs = qs.filter(**{field: filters[field]})
+            qs = qs.filter(**{f"{field}__in": _as_list(filters[field])})
     if filters.get("automation_only"):
         qs = qs.filter(automation_enabled=True).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         )
     return qs.order_by("severity_rank", "sla_due_at", "created_at", "id")
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    """A claim filter's values: one, or any of a list (claim-next takes comma lists)."""
+    return [value] if isinstance(value, str) else list(value)
 
 
 def severity_rank(severity: str) -> int:
@@ -491,8 +496,8 @@ def _claim_next_postgresql(
         params["min_rank"] = severity_rank(filters["min_severity"])
     for field in ("category", "component"):
         if filters.get(field):
-            where.append(f"{field} = %({field})s")
-            params[field] = filters[field]
+            where.append(f"{field} = ANY(%({field})s)")
+            params[field] = _as_list(filters[field])
     if filters.get("automation_only"):
         where.append(
             "automation_enabled AND (next_attempt_at IS NULL "

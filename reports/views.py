@@ -28,6 +28,7 @@ from dedup.services import report_merge, report_split
 
 from . import services
 from .context import (
+    CONTEXT_SCHEMA,
     DEFAULT_MAX_CHARS,
     FORMATS,
     MAX_MAX_CHARS,
@@ -117,32 +118,6 @@ def _max_chars_param(raw) -> int:
         return parse_max_chars(raw)
     except ValueError as error:
         raise ValidationError({"max_chars": [str(error)]}) from None
-
-
-_SECTION = {"type": "object", "nullable": True, "additionalProperties": True}
-_SECTION_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
-CONTEXT_SCHEMA = {
-    "type": "object",
-    "required": ["report_id", "max_chars", "truncated", "report"],
-    "properties": {
-        "report_id": {"type": "string", "format": "uuid"},
-        "max_chars": {"type": "integer"},
-        "truncated": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "What was cut: `<section>: dropped` or `<section>: N items and M chars cut`.",
-        },
-        "report": _SECTION,
-        "error": _SECTION,
-        "frames": _SECTION_LIST,
-        "attempts": _SECTION_LIST,
-        "notes": _SECTION,
-        "duplicates": _SECTION,
-        "related": _SECTION,
-        "telemetry": _SECTION,
-        "untrusted": _SECTION,
-    },
-}
 
 
 def _with_request_context(data: dict, request) -> dict:
@@ -421,7 +396,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             return renderer, renderer.media_type
         return super().perform_content_negotiation(request, force)
 
-    def _claim_response(self, report, token):
+    def _claim_response(self, report, token, *, view: str = "full", context=None):
         # ClaimResponseSerializer's shape (it documents it), without building its nested
         # report serializer's fields on every claim.
         body = {
@@ -429,10 +404,12 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             "claim_expires_at": serializers.DateTimeField().to_representation(
                 report.claim_expires_at
             ),
-            "report": BugReportSerializer(
+            "report": REPORT_VIEWS[view](
                 report_with_counts(report), context=self.get_serializer_context()
             ).data,
         }
+        if context is not None:
+            body["context"] = context
         response = Response(body)
         response["ETag"] = etag_for(report.version)
         return response
@@ -464,7 +441,11 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         summary="Claim the next report",
         description=(
             "Atomically claims the highest-priority open, unclaimed canonical report matching "
-            "the filters. Concurrent callers never get the same report. 204 when none is available."
+            "the filters (`severity`, `category`, `component`: any of a list or comma list). "
+            "Concurrent callers never get the same report. 204 when none is available. "
+            "`view: compact` returns the report in the compact view; `context: true` adds the "
+            "report's context bundle (`max_chars`, default 12,000) as `context`: one call from "
+            "'give me work' to 'I know enough to start'."
         ),
         request=ClaimNextSerializer,
         responses={
@@ -481,14 +462,28 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             serializer.is_valid(raise_exception=True)
             filters = dict(serializer.validated_data)
         lease_seconds = filters.pop("lease_seconds", None)
-        # The claimed report comes back with everything the response shows: nothing is read
-        # after the claim commits, so a token cannot be lost to a failed read.
-        claimed = services.report_claim_next(
-            actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
-        )
-        if claimed is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return self._claim_response(*claimed)
+        view = filters.pop("view", "full")
+        with_context = filters.pop("context", False)
+        max_chars = filters.pop("max_chars", DEFAULT_MAX_CHARS)
+        if not with_context:
+            # The claimed report comes back with everything the response shows: nothing is
+            # read after the claim commits, so a token cannot be lost to a failed read.
+            claimed = services.report_claim_next(
+                actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
+            )
+            if claimed is None:
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            return self._claim_response(*claimed, view=view)
+        # The bundle is read in the claim's transaction: if reading it fails, the claim is
+        # undone with it, so a token is never lost to a failed read here either.
+        with transaction.atomic():
+            claimed = services.report_claim_next(
+                actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
+            )
+            if claimed is None:
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            bundle = context_bundle(report_id=claimed[0].pk, max_chars=max_chars)
+            return self._claim_response(*claimed, view=view, context=bundle.data)
 
     @extend_schema(
         summary="Extend a lease",
