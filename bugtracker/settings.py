@@ -168,6 +168,7 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "reports.models.Severity",
         "StatusEnum": "reports.models.Status",
         "SourceEnum": "reports.models.Source",
+        "EventKindEnum": "reports.models.EventKind",
     },
 }
 
@@ -178,6 +179,9 @@ SLA_HOURS = {
     "medium": env.int("SLA_HOURS_MEDIUM", default=72),
     "low": env.int("SLA_HOURS_LOW", default=168),
 }
+# Long-polls (claim-next and the changes feed `wait`) parked at once per process; beyond that a
+# waiting request is a 503 with Retry-After. gunicorn.conf.py adds this many threads.
+WAIT_SLOTS = env.int("WAIT_SLOTS", default=64)
 BUGTRACKER_ANONYMOUS_SUBMIT = env.bool("BUGTRACKER_ANONYMOUS_SUBMIT", default=True)
 DEDUP_WINDOW_DAYS = env.int("DEDUP_WINDOW", default=30)
 # Deployment roots stripped from frame paths (compact repo_hints, the context bundle's frames),

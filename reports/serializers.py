@@ -460,6 +460,13 @@ class ClaimNextSerializer(LeaseSerializer):
         help_text="The context bundle's budget in characters (default 12,000); needs `context`.",
     )
 
+    wait = StrictIntegerField(
+        min_value=0,
+        max_value=60,
+        required=False,
+        help_text="Seconds to wait for a matching report when none is available (long-poll).",
+    )
+
     def validate(self, attrs):
         if "max_chars" in attrs and not attrs.get("context"):
             raise serializers.ValidationError({"max_chars": ["Only with `context: true`."]})

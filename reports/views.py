@@ -1,3 +1,4 @@
+import time
 import uuid
 
 from django.conf import settings
@@ -9,20 +10,24 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
+    inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from bugtracker.domain import NotFound
-from bugtracker.fields import chosen_fields, chosen_view, fields_parameters
+from bugtracker.fields import chosen_fields, chosen_view, comma_values, fields_parameters
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
 from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.permissions import IsAdmin, IsAgent, IsReporter, caller_id, caller_role, is_admin
 from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
+from bugtracker.wakeups import Channel, release_connection
 from dedup.serializers import MergeSerializer
 from dedup.services import report_merge, report_split
 
@@ -36,8 +41,9 @@ from .context import (
     context_bundle,
     parse_max_chars,
 )
+from .feed import Position, feed_page
 from .filters import BugReportFilter
-from .models import AgentRun, BugReport
+from .models import AgentRun, BugReport, EventKind
 from .selectors import report_events, report_list, report_with_counts
 from .serializers import (
     REPORT_VIEW_FIELDS,
@@ -55,6 +61,7 @@ from .serializers import (
     report_columns,
 )
 from .serializers_runs import AgentRunSerializer
+from .waiting import claim_waiting
 
 ASC, DESC = False, True
 ORDERINGS = {
@@ -445,12 +452,16 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             "Concurrent callers never get the same report. 204 when none is available. "
             "`view: compact` returns the report in the compact view; `context: true` adds the "
             "report's context bundle (`max_chars`, default 12,000) as `context`: one call from "
-            "'give me work' to 'I know enough to start'."
+            "'give me work' to 'I know enough to start'. `wait` (0-60 s) long-polls: with "
+            "nothing to hand out, the request waits until a matching report can be claimed "
+            "(then claims it, exactly as without `wait`) or the wait ends (204). A report "
+            "committed on any instance reaches a waiting agent within a second. Too many "
+            "waiting requests on one instance: 503 with Retry-After."
         ),
         request=ClaimNextSerializer,
         responses={
             200: ClaimResponseSerializer,
-            204: OpenApiResponse(description="Nothing to claim."),
+            204: OpenApiResponse(description="Nothing to claim (after `wait` seconds)."),
             **problems(400, 401, 403),
         },
     )
@@ -465,25 +476,32 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         view = filters.pop("view", "full")
         with_context = filters.pop("context", False)
         max_chars = filters.pop("max_chars", DEFAULT_MAX_CHARS)
-        if not with_context:
-            # The claimed report comes back with everything the response shows: nothing is
-            # read after the claim commits, so a token cannot be lost to a failed read.
-            claimed = services.report_claim_next(
-                actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
-            )
-            if claimed is None:
-                return Response(status=status.HTTP_204_NO_CONTENT)
-            return self._claim_response(*claimed, view=view)
-        # The bundle is read in the claim's transaction: if reading it fails, the claim is
-        # undone with it, so a token is never lost to a failed read here either.
-        with transaction.atomic():
-            claimed = services.report_claim_next(
-                actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
-            )
-            if claimed is None:
-                return Response(status=status.HTTP_204_NO_CONTENT)
-            bundle = context_bundle(report_id=claimed[0].pk, max_chars=max_chars)
-            return self._claim_response(*claimed, view=view, context=bundle.data)
+        wait = filters.pop("wait", 0)
+        actor = caller_id(request)
+
+        def attempt():
+            if not with_context:
+                # The claimed report comes back with everything the response shows: nothing
+                # is read after the claim commits, so a token cannot be lost to a failed read.
+                claimed = services.report_claim_next(
+                    actor=actor, lease_seconds=lease_seconds, filters=filters
+                )
+                return None if claimed is None else self._claim_response(*claimed, view=view)
+            # The bundle is read in the claim's transaction: if reading it fails, the claim
+            # is undone with it, so a token is never lost to a failed read here either.
+            with transaction.atomic():
+                claimed = services.report_claim_next(
+                    actor=actor, lease_seconds=lease_seconds, filters=filters
+                )
+                if claimed is None:
+                    return None
+                bundle = context_bundle(report_id=claimed[0].pk, max_chars=max_chars)
+                return self._claim_response(*claimed, view=view, context=bundle.data)
+
+        response = (
+            attempt() if not wait else claim_waiting(filters=filters, wait=wait, attempt=attempt)
+        )
+        return response or Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
         summary="Extend a lease",
@@ -597,3 +615,88 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         from .summary import report_summary
 
         return Response(report_summary())
+
+
+FEED_WAIT_MAX = 60
+FEED = Channel("bugtracker_events", listen=False)
+# Followers look again this often while they wait: a NOTIFY per event would serialise every
+# writing transaction's commit (see the README's "Changes feed").
+FEED_POLL_SECONDS = 0.25
+
+
+class FeedEventSerializer(EventSerializer):
+    class Meta(EventSerializer.Meta):
+        fields = ["id", "report_id", "kind", "actor", "message", "data", "created_at"]
+        read_only_fields = fields
+
+    report_id = serializers.UUIDField(read_only=True)
+
+
+FEED_RESPONSE = inline_serializer(
+    name="EventFeedPage",
+    fields={
+        "results": FeedEventSerializer(many=True),
+        "next": serializers.URLField(help_text="The cursor to resume from, always present."),
+    },
+)
+
+
+class EventFeedView(GenericAPIView):
+    """GET /api/events: every event of every report, in commit order, with long-poll."""
+
+    permission_classes = [IsAgent]
+    serializer_class = FeedEventSerializer
+    pagination_class = None
+    filterset_class = None
+
+    @extend_schema(
+        summary="Changes feed",
+        description=(
+            "Every event of every report in commit order, `page_size` at a time (default 50, "
+            "max 500). No `after`: from the first event. Every page carries `next`, also when "
+            "it is the last one so far: the cursor to resume from. A follower sees every event "
+            "exactly once, in order, while writers commit concurrently. `kind` (comma list) "
+            "keeps only those kinds. `wait` (0-60 s) long-polls an empty page until an event "
+            "arrives or the wait ends (then an empty page, with `next`)."
+        ),
+        parameters=[
+            OpenApiParameter("after", str, description="Cursor: a previous page's `next`."),
+            OpenApiParameter("kind", str, description="Comma list of event kinds."),
+            OpenApiParameter("wait", int, description="Seconds to wait for events (0-60)."),
+            OpenApiParameter("page_size", int, description="Events per page (1-500, default 50)."),
+        ],
+        responses={200: FEED_RESPONSE, **problems(400, 401, 403)},
+    )
+    def get(self, request, *args, **kwargs):
+        params = request.query_params
+        try:
+            after = Position.decode(params["after"]) if params.get("after") else Position()
+        except ValueError as error:
+            raise ValidationError({"after": [str(error)]}) from None
+        kinds = comma_values(request, "kind")
+        unknown = [kind for kind in kinds if kind not in EventKind.values]
+        if unknown:
+            raise ValidationError({"kind": [f"Unknown kind(s): {', '.join(unknown)}."]})
+        limit = KeysetPagination().get_page_size(request)
+        wait = _bounded_int(params.get("wait"), "wait", 0, FEED_WAIT_MAX)
+        page, position = feed_page(after=after, kinds=kinds, limit=limit)
+        if not page and wait:
+            deadline = time.monotonic() + wait
+            waiter = FEED.park()
+            try:
+                while not page and time.monotonic() < deadline:
+                    release_connection()
+                    waiter.wait(min(FEED_POLL_SECONDS, deadline - time.monotonic()))
+                    page, position = feed_page(after=position, kinds=kinds, limit=limit)
+            finally:
+                FEED.leave(waiter)
+        next_url = replace_query_param(request.build_absolute_uri(), "after", position.encode())
+        return Response({"results": FeedEventSerializer(page, many=True).data, "next": next_url})
+
+
+def _bounded_int(raw, name: str, low: int, high: int) -> int:
+    if raw in (None, ""):
+        return low
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationError({name: [f"A whole number from {low} to {high}."]})
+    return int(raw)

@@ -23,7 +23,10 @@ def test_gunicorn_takes_workers_threads_and_address_from_the_environment(monkeyp
         monkeypatch, HOST="0.0.0.0", PORT="9000", WEB_CONCURRENCY="3", GUNICORN_THREADS="8"
     )
     assert conf.bind == ["0.0.0.0:9000"]
-    assert (conf.workers, conf.threads, conf.worker_class) == (3, 8, "gthread")
+    # 8 threads for ordinary requests, 64 more for long-polls parked asleep (WAIT_SLOTS).
+    assert (conf.workers, conf.threads, conf.worker_class) == (3, 72, "gthread")
+    conf = load_gunicorn_conf(monkeypatch, GUNICORN_THREADS="8", WAIT_SLOTS="0")
+    assert conf.threads == 8
     assert conf.wsgi_app == "bugtracker.wsgi:application"
 
 
