@@ -29,6 +29,8 @@ BENCHMARKS = {
     "list": ["-m", "benchmarks.list", "--reports", "1000000", "--samples", "100"],
     "dedup": ["benchmarks/dedup.py", "--reports", "1000", "--rounds", "3"],
     "backfill": ["benchmarks/backfill.py", "--reports", "20000", "--databases", "postgres"],
+    "context": ["-m", "benchmarks.context", "--reports", "1000000", "--samples", "200"],
+    "longpoll": ["-m", "benchmarks.longpoll", "--rounds", "40", "--reports", "1500"],
 }
 QUICK = {
     "ingest": ["--reports", "300"],
@@ -36,6 +38,8 @@ QUICK = {
     "list": ["--reports", "20000", "--samples", "20"],
     "dedup": ["--reports", "200", "--rounds", "1", "--fingerprints", "2000"],
     "backfill": ["--reports", "2000"],
+    "context": ["--reports", "20000", "--samples", "30"],
+    "longpoll": ["--rounds", "10", "--reports", "200"],
 }
 HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all", "profile"}
 # backfill.py prints its own table: its lines are read back into rows.

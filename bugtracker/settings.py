@@ -182,6 +182,11 @@ SLA_HOURS = {
 # Long-polls (claim-next and the changes feed `wait`) parked at once per process; beyond that a
 # waiting request is a 503 with Retry-After. gunicorn.conf.py adds this many threads.
 WAIT_SLOTS = env.int("WAIT_SLOTS", default=64)
+# Threads per process that keep a database connection between requests (the others close
+# theirs when their request ends): the ordinary request threads, GUNICORN_THREADS.
+DB_PERSISTENT_CONNECTIONS = env.int(
+    "DB_PERSISTENT_CONNECTIONS", default=env.int("GUNICORN_THREADS", default=4)
+)
 BUGTRACKER_ANONYMOUS_SUBMIT = env.bool("BUGTRACKER_ANONYMOUS_SUBMIT", default=True)
 DEDUP_WINDOW_DAYS = env.int("DEDUP_WINDOW", default=30)
 # Deployment roots stripped from frame paths (compact repo_hints, the context bundle's frames),

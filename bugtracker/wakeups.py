@@ -54,6 +54,28 @@ class Waiter:
 
 _CHANNELS: list["Channel"] = []
 
+# Threads of this process allowed to keep their database connection between requests.
+_keepers = threading.local()
+_kept = 0
+_kept_lock = threading.Lock()
+
+
+def keep_or_close_connection(**kwargs) -> None:
+    """request_finished: only settings.DB_PERSISTENT_CONNECTIONS threads per process keep a
+    persistent connection; any other thread (one of the WAIT_SLOTS threads long-polls park
+    in, serving an ordinary request meanwhile) closes its own at the end of the request.
+    Without this a gunicorn worker's GUNICORN_THREADS + WAIT_SLOTS threads would each hold a
+    connection: 2 workers x 68 threads is past PostgreSQL's default max_connections (100)."""
+    global _kept
+    if getattr(_keepers, "kept", False) or connection.connection is None:
+        return
+    with _kept_lock:
+        if _kept < settings.DB_PERSISTENT_CONNECTIONS:
+            _kept += 1
+            _keepers.kept = True
+            return
+    release_connection()
+
 
 def release_connection() -> None:
     """Give this thread's database connection back while it sleeps (many parked requests

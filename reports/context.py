@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Count, Window
 from django.utils import timezone
 
 from bugtracker.domain import NotFound
@@ -201,13 +202,21 @@ def _attempts_section(report: BugReport) -> list[dict[str, Any]]:
 
 
 def _notes_section(report: BugReport) -> dict[str, Any]:
-    notes = BugReportEvent.objects.filter(report_id=report.pk, kind__in=NOTE_KINDS)
-    latest = [
-        {"at": _iso(e.created_at), "actor": e.actor, "kind": e.kind, "message": e.message}
-        for e in notes.order_by("-created_at", "-id")[:NOTES_LIMIT]
-    ]
-    total = len(latest) if len(latest) < NOTES_LIMIT else notes.count()
-    return {"total": total, "latest": latest}
+    """The latest notes and agent logs, newest first, with how many there are (one query:
+    the count rides along as a window over the same rows)."""
+    notes = (
+        BugReportEvent.objects.filter(report_id=report.pk, kind__in=NOTE_KINDS)
+        .annotate(total=Window(Count("id")))
+        .order_by("-created_at", "-id")[:NOTES_LIMIT]
+    )
+    latest = list(notes)
+    return {
+        "total": latest[0].total if latest else 0,
+        "latest": [
+            {"at": _iso(e.created_at), "actor": e.actor, "kind": e.kind, "message": e.message}
+            for e in latest
+        ],
+    }
 
 
 def _duplicates_section(report: BugReport, untrusted: dict) -> dict[str, Any]:

@@ -202,3 +202,27 @@ def test_waiting_agents_never_get_the_same_report(tmp_path):
     claimed = [r.json()["report"]["id"] for r in results if r.status == 200]
     assert sorted(claimed) == sorted(ids)  # every report once, none twice
     assert sorted(r.status for r in results) == [200] * 8 + [204] * 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_beyond_the_persistent_ones_close_their_connection_after_a_request(settings):
+    from bugtracker.wakeups import keep_or_close_connection
+
+    def request_in_a_thread() -> bool:
+        open_after = {}
+
+        def run():
+            BugReport.objects.exists()  # the request used the database
+            keep_or_close_connection()
+            open_after["open"] = connection.connection is not None
+            connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        return open_after["open"]
+
+    settings.DB_PERSISTENT_CONNECTIONS = 0
+    assert request_in_a_thread() is False
+    settings.DB_PERSISTENT_CONNECTIONS = 10_000
+    assert request_in_a_thread() is True
