@@ -182,6 +182,8 @@ SLA_HOURS = {
 # Long-polls (claim-next and the changes feed `wait`) parked at once per process; beyond that a
 # waiting request is a 503 with Retry-After. gunicorn.conf.py adds this many threads.
 WAIT_SLOTS = env.int("WAIT_SLOTS", default=64)
+# The longest a long-poll waits, whatever `wait` asks (keep it under a proxy's read timeout).
+LONG_POLL_MAX_SECONDS = env.int("LONG_POLL_MAX_SECONDS", default=60)
 # Threads per process that keep a database connection between requests (the others close
 # theirs when their request ends): the ordinary request threads, GUNICORN_THREADS.
 DB_PERSISTENT_CONNECTIONS = env.int(

@@ -681,7 +681,7 @@ class EventFeedView(GenericAPIView):
         wait = _bounded_int(params.get("wait"), "wait", 0, FEED_WAIT_MAX)
         page, position = feed_page(after=after, kinds=kinds, limit=limit)
         if not page and wait:
-            deadline = time.monotonic() + wait
+            deadline = time.monotonic() + min(wait, settings.LONG_POLL_MAX_SECONDS)
             waiter = FEED.park()
             try:
                 while not page and time.monotonic() < deadline:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from bugtracker.wakeups import Channel, release_connection
@@ -52,7 +53,7 @@ def claim_waiting(*, filters: dict[str, Any], wait: float, attempt: Callable[[],
     The waiter is parked before the first attempt, so a report committed between an empty
     attempt and the sleep still wakes it.
     """
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + min(wait, settings.LONG_POLL_MAX_SECONDS)
     waiter = CLAIMABLE.park(lambda payload: claim_filter_matches(filters, payload))
     recheck = RECHECK_SECONDS.get(connection.vendor, POLL_SECONDS)
     try:

@@ -226,3 +226,12 @@ def test_threads_beyond_the_persistent_ones_close_their_connection_after_a_reque
     assert request_in_a_thread() is False
     settings.DB_PERSISTENT_CONNECTIONS = 10_000
     assert request_in_a_thread() is True
+
+
+@pytest.mark.django_db
+def test_no_long_poll_outlasts_the_operators_cap(agent_client, settings):
+    settings.LONG_POLL_MAX_SECONDS = 1
+    started = time.monotonic()
+    assert agent_client.post(CLAIM_NEXT, {"wait": 60}, format="json").status_code == 204
+    assert agent_client.get("/api/events?wait=60&after=WzAsIDk5OTk5OTk5XQ").status_code == 200
+    assert time.monotonic() - started < 10
