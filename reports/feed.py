@@ -6,9 +6,10 @@ position that only ever grows at the visible end:
 
 - PostgreSQL: `(txid, id)`, where `txid` is the writing transaction's id (a column default,
   migration 0005, so every write path sets it), and only events of transactions older than
-  the oldest transaction still running (`pg_snapshot_xmin`) are served. Those transactions
-  are over: nothing will ever appear before the horizon again, so the served part is a
-  prefix that only grows. Writers pay nothing for it (an outbox sequence assigned under a
+  the oldest transaction still running in this database are served. Those transactions are
+  over: nothing will ever appear before the horizon again, so the served part is a prefix
+  that only grows. (Not `pg_snapshot_xmin`: xids are cluster-wide, and another database's
+  long transaction would hold this feed back.) Writers pay nothing for it (an outbox sequence assigned under a
   lock at commit would serialise every writing transaction's commit, WAL flush included);
   the cost is that a long write transaction holds the feed back until it ends. The order
   agrees with commit order whenever one transaction committed before another began.
@@ -32,17 +33,47 @@ from .models import BugReportEvent
 
 EVENT_COLUMNS = columns(BugReportEvent)
 
+# Where the next snapshot's xids start, and the 32-bit xids of this database's transactions
+# still running (prepared ones too). Other databases' transactions cannot write our events:
+# they must not hold the feed back (xids are cluster-wide).
+_RUNNING_SQL = """
+SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+       ARRAY(SELECT backend_xid::text::bigint FROM pg_stat_activity
+              WHERE datname = current_database() AND backend_xid IS NOT NULL
+             UNION ALL
+             SELECT transaction::text::bigint FROM pg_prepared_xacts
+              WHERE database = current_database())
+"""
+
 _FEED_SQL = """
-WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
-SELECT horizon.xmin, page.*
-  FROM horizon
-  LEFT JOIN LATERAL (
-      SELECT {columns}, e.txid FROM bug_report_events e
-       WHERE (e.txid, e.id) > (%(txid)s, %(id)s) AND e.txid < horizon.xmin {kinds}
-       ORDER BY e.txid, e.id
-       LIMIT %(limit)s
-  ) AS page ON true
+SELECT {columns}, e.txid FROM bug_report_events e
+ WHERE (e.txid, e.id) > (%(txid)s, %(id)s) AND e.txid < %(horizon)s {kinds}
+ ORDER BY e.txid, e.id
+ LIMIT %(limit)s
 """.replace("{columns}", select_list(BugReportEvent, EVENT_COLUMNS, "e"))
+
+_EPOCH = 1 << 32
+
+
+def full_xid(xid32: int, xmax: int) -> int | None:
+    """The 64-bit id of a running transaction's 32-bit xid, or None when it is not older
+    than `xmax` (a transaction that began after the snapshot: it cannot lower the horizon)."""
+    behind = (xmax - xid32) % _EPOCH
+    if behind == 0 or behind >= _EPOCH // 2:
+        return None
+    return xmax - behind
+
+
+def _horizon(cursor) -> int:
+    """Every transaction of this database with an id below this one has ended.
+
+    Read in a statement of its own, before the page: a transaction that ends between the two
+    is then visible to the page's snapshot.
+    """
+    cursor.execute(_RUNNING_SQL)
+    xmax, running = cursor.fetchone()
+    older = [x for x in (full_xid(xid, xmax) for xid in running) if x is not None]
+    return min([xmax, *older])
 
 
 @dataclass(frozen=True)
@@ -81,23 +112,17 @@ def feed_page(
 
 
 def _page_postgresql(after: Position, kinds, limit):
-    params = {"txid": after.txid, "id": after.id, "limit": limit}
-    kind_filter = ""
-    if kinds:
-        kind_filter = "AND e.kind = ANY(%(kinds)s)"
-        params["kinds"] = list(kinds)
     with connection.cursor() as cursor:
+        horizon = _horizon(cursor)
+        params = {"txid": after.txid, "id": after.id, "limit": limit, "horizon": horizon}
+        kind_filter = ""
+        if kinds:
+            kind_filter = "AND e.kind = ANY(%(kinds)s)"
+            params["kinds"] = list(kinds)
         cursor.execute(_FEED_SQL.replace("{kinds}", kind_filter), params)
         rows = cursor.fetchall()
-    horizon = rows[0][0]
-    page = []
-    last = after
-    for row in rows:
-        if row[1] is None:  # the LEFT JOIN's empty page
-            continue
-        event = from_row(BugReportEvent, EVENT_COLUMNS, row[1:])
-        page.append(event)
-        last = Position(row[-1], event.id)
+    page = [from_row(BugReportEvent, EVENT_COLUMNS, row) for row in rows]
+    last = Position(rows[-1][-1], page[-1].id) if page else after
     if len(page) < limit and horizon > last.txid:
         # Everything before the horizon was served: resume from there.
         last = Position(horizon, 0)

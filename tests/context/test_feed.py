@@ -182,3 +182,13 @@ def test_a_follower_sees_every_event_once_in_commit_order_under_8_concurrent_wri
                 assert max(position[i] for i in earlier) < min(position[i] for i in later)
     # And ids alone would have been out of commit order: the case the feed exists for.
     assert ids != sorted(ids)
+
+
+def test_32_bit_xids_of_running_transactions_widen_to_their_64_bit_ids():
+    from reports.feed import full_xid
+
+    assert full_xid(100, xmax=150) == 100
+    assert full_xid(150, xmax=150) is None  # began after the snapshot
+    assert full_xid(200, xmax=150) is None
+    epoch = 1 << 32
+    assert full_xid(epoch - 5, xmax=3 * epoch + 10) == 3 * epoch - 5  # across an epoch
