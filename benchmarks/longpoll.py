@@ -18,6 +18,7 @@ on PostgreSQL.
 import argparse
 import http.client
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,26 @@ def workers_rss_kib(master_pid: int) -> int:
         if fields.get("PPid", "").strip() == str(master_pid):
             total += int(fields.get("VmRSS", "0 kB").split()[0])
     return total
+
+
+def workers_cpu_seconds(master_pid: int) -> float:
+    """CPU time (user + system) the gunicorn workers have used so far."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(master_pid):  # ppid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(master_pid: int, seconds: float = 15.0) -> float:
+    """Share of one core the workers use over `seconds` with no requests coming in."""
+    before = workers_cpu_seconds(master_pid)
+    time.sleep(seconds)
+    return (workers_cpu_seconds(master_pid) - before) / seconds
 
 
 def wake_up_latencies(port: int, agent: str, reporter: str, rounds: int) -> list[float]:
@@ -121,7 +142,7 @@ class ParkedAgents:
             thread.join(30)
 
 
-def run(*, rounds: int, reports: int, waiters: int, clients: int = 16) -> list[Row]:
+def run(*, rounds: int, reports: int, waiters: int, pool: int = 0, clients: int = 16) -> list[Row]:
     from django.db import connection
 
     from .common import api_key, bench_database, gunicorn, http_load, json_body
@@ -134,7 +155,8 @@ def run(*, rounds: int, reports: int, waiters: int, clients: int = 16) -> list[R
         parked_keys = [api_key(f"bench-parked-{i}", "agent") for i in range(waiters)]
         payloads = [json_body(p) for p in make_reports(reports * 7 + 300, seed=11)]
         batches = [payloads[300 + i * reports : 300 + (i + 1) * reports] for i in range(7)]
-        with gunicorn(workers=2, threads=4) as server:
+        extra = {"DB_POOL_MAX": str(pool)} if pool else {}
+        with gunicorn(workers=2, threads=4, extra_env=extra) as server:
             port = server.port
             http_load(
                 port=port,
@@ -153,6 +175,9 @@ def run(*, rounds: int, reports: int, waiters: int, clients: int = 16) -> list[R
                     raise SystemExit(f"longpoll: submissions failed: {result.statuses}")
                 return result.rate
 
+            cpu_alone = idle_cpu(server.process.pid)
+            with ParkedAgents(port, parked_keys):
+                cpu_parked = idle_cpu(server.process.pid)
             alone, beside, rss_alone, rss_beside = [], [], [], []
             parked_statuses: dict[int, int] = {}
             for phase in range(2):
@@ -214,6 +239,16 @@ def run(*, rounds: int, reports: int, waiters: int, clients: int = 16) -> list[R
         rows.append(
             Row(
                 "longpoll",
+                f"workers' CPU, idle, {waiters} agents parked (% of a core)",
+                cpu_parked * 100,
+                "%",
+                baseline=cpu_alone * 100,
+                baseline_name="none parked",
+            )
+        )
+        rows.append(
+            Row(
+                "longpoll",
                 f"workers' RSS with {waiters} agents parked",
                 max(rss_beside) / 1024,
                 "MiB",
@@ -229,11 +264,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--reports", type=int, default=1500, help="submissions per measured run")
     parser.add_argument("--waiters", type=int, default=64)
+    parser.add_argument("--pool", type=int, default=0, help="DB_POOL_MAX for the server")
     args = parser.parse_args()
     django_setup()
-    rows = run(rounds=args.rounds, reports=args.reports, waiters=args.waiters)
+    rows = run(rounds=args.rounds, reports=args.reports, waiters=args.waiters, pool=args.pool)
     report_rows(
-        rows, f"{COMMAND} --rounds {args.rounds} --reports {args.reports} --waiters {args.waiters}"
+        rows,
+        f"{COMMAND} --rounds {args.rounds} --reports {args.reports} --waiters {args.waiters}"
+        f" --pool {args.pool}",
     )
 
 

@@ -108,6 +108,18 @@ else:
             else int(threshold),
         }
     )
+    # A connection pool per process (psycopg_pool): a request borrows a connection and gives it
+    # back when it ends, so threads that wait (long-polls) or idle hold none and nobody
+    # reconnects. DB_POOL_MAX connections per process at most; 0 keeps one persistent
+    # connection per thread (CONN_MAX_AGE) instead.
+    pool_max = env.int("DB_POOL_MAX", default=0)
+    if pool_max:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": min(2, pool_max),
+            "max_size": pool_max,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://bugtracker")}
 

@@ -2,8 +2,8 @@
 
 A wake-up for claim-next's long-poll (reports/waiting.py), sent on commit, from every path
 that writes reports (the ORM, the one-statement submission, bulk imports): submitted,
-released, reopened. The claim itself still applies the full rule; a notification that
-matches nothing any more (claimed meanwhile) costs a waiter one look.
+released, reopened, its expired lease swept. The claim itself still applies the full rule;
+a notification that matches nothing any more (claimed meanwhile) costs a waiter one look.
 """
 
 from django.db import migrations
@@ -12,9 +12,10 @@ FORWARD = """
 CREATE OR REPLACE FUNCTION bug_reports_notify_claimable() RETURNS trigger AS $$
 BEGIN
     IF NEW.duplicate_of_id IS NULL AND NEW.claim_holder IS NULL
-       AND NEW.status IN ('new', 'triaged')
+       AND NEW.status IN ('new', 'triaged', 'in_progress')
        AND (TG_OP = 'INSERT' OR OLD.duplicate_of_id IS NOT NULL
-            OR OLD.claim_holder IS NOT NULL OR OLD.status NOT IN ('new', 'triaged')) THEN
+            OR OLD.claim_holder IS NOT NULL
+            OR OLD.status NOT IN ('new', 'triaged', 'in_progress')) THEN
         PERFORM pg_notify('bugtracker_claimable', json_build_object(
             'id', NEW.id, 'severity', NEW.severity,
             'category', NEW.category, 'component', NEW.component)::text);
