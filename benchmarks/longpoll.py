@@ -142,7 +142,9 @@ class ParkedAgents:
             thread.join(30)
 
 
-def run(*, rounds: int, reports: int, waiters: int, pool: int = 0, clients: int = 16) -> list[Row]:
+def run(
+    *, rounds: int, reports: int, waiters: int, pool: int | None = None, clients: int = 16
+) -> list[Row]:
     from django.db import connection
 
     from .common import api_key, bench_database, gunicorn, http_load, json_body
@@ -155,7 +157,7 @@ def run(*, rounds: int, reports: int, waiters: int, pool: int = 0, clients: int 
         parked_keys = [api_key(f"bench-parked-{i}", "agent") for i in range(waiters)]
         payloads = [json_body(p) for p in make_reports(reports * 7 + 300, seed=11)]
         batches = [payloads[300 + i * reports : 300 + (i + 1) * reports] for i in range(7)]
-        extra = {"DB_POOL_MAX": str(pool)} if pool else {}
+        extra = {"DB_POOL_MAX": str(pool)} if pool is not None else {}
         with gunicorn(workers=2, threads=4, extra_env=extra) as server:
             port = server.port
             http_load(
@@ -264,14 +266,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--reports", type=int, default=1500, help="submissions per measured run")
     parser.add_argument("--waiters", type=int, default=64)
-    parser.add_argument("--pool", type=int, default=0, help="DB_POOL_MAX for the server")
+    parser.add_argument(
+        "--pool", type=int, default=None, help="DB_POOL_MAX (default: gunicorn.conf.py's; 0: none)"
+    )
     args = parser.parse_args()
     django_setup()
     rows = run(rounds=args.rounds, reports=args.reports, waiters=args.waiters, pool=args.pool)
     report_rows(
         rows,
         f"{COMMAND} --rounds {args.rounds} --reports {args.reports} --waiters {args.waiters}"
-        f" --pool {args.pool}",
+        + (f" --pool {args.pool}" if args.pool is not None else ""),
     )
 
 

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "backfill": ["benchmarks/backfill.py", "--reports", "20000", "--databases", "postgres"],
     "context": ["-m", "benchmarks.context", "--reports", "1000000", "--samples", "200"],
     "longpoll": ["-m", "benchmarks.longpoll", "--rounds", "40", "--reports", "1500"],
+    "commit_lock": ["-m", "benchmarks.commit_lock", "--transactions", "300"],
 }
 QUICK = {
     "ingest": ["--reports", "300"],
@@ -40,6 +41,7 @@ QUICK = {
     "backfill": ["--reports", "2000"],
     "context": ["--reports", "20000", "--samples", "30"],
     "longpoll": ["--rounds", "10", "--reports", "200"],
+    "commit_lock": ["--transactions", "50"],
 }
 HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all", "profile"}
 # backfill.py prints its own table: its lines are read back into rows.
