@@ -35,7 +35,10 @@ run: migrate
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Production serving: gunicorn.conf.py reads HOST, PORT, WEB_CONCURRENCY, GUNICORN_THREADS.
-serve: migrate
+# The key is checked first, in one line, before anything touches the database.
+serve: venv
+	$(if $(SECRET_KEY)$(filter 1 true True on yes,$(DEBUG)),,$(error make serve needs SECRET_KEY (DEBUG is off), e.g. SECRET_KEY=$$(openssl rand -hex 32) make serve))
+	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py
 

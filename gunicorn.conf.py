@@ -54,6 +54,7 @@ max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# The app sits behind nothing by default; behind a proxy set FORWARDED_ALLOW_IPS.
+# The app sits behind nothing by default; behind a proxy set FORWARDED_ALLOW_IPS (for the
+# scheme) and TRUSTED_PROXIES (how many X-Forwarded-For hops name the client: settings.py).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 wsgi_app = "bugtracker.wsgi:application"

@@ -2,8 +2,9 @@
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
@@ -156,7 +157,9 @@ def problem_response(status: int, detail: str, **extra) -> JsonResponse:
 
 
 def not_found_view(request, exception=None):
-    return problem_response(404, f"No such resource: {request.path}")
+    return problem_response(
+        404, f"No such resource: {request.path}. The API's entry points are listed at /api/."
+    )
 
 
 def server_error_view(request):
@@ -169,3 +172,37 @@ def bad_request_view(request, exception=None):
 
 def forbidden_view(request, exception=None):
     return problem_response(403, "Forbidden.")
+
+
+class ProblemsInDebugMiddleware:
+    """Every answer is problem+json, under DEBUG too.
+
+    Without DEBUG, Django answers an exception a view let through with handler404/403/400/500
+    above. With DEBUG it would answer with its HTML debug page instead; here the same problems
+    are answered, and a crash is logged with its traceback as Django logs it.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not settings.DEBUG:
+            return None
+        if isinstance(exception, Http404):
+            return not_found_view(request, exception)
+        if isinstance(exception, DjangoPermissionDenied):
+            return forbidden_view(request, exception)
+        if isinstance(exception, (BadRequest, SuspiciousOperation)):
+            return bad_request_view(request, exception)
+        logging.getLogger("django.request").error(
+            "Internal Server Error: %s",
+            request.path,
+            exc_info=exception,
+            extra={"status_code": 500, "request": request},
+        )
+        response = server_error_view(request)
+        response._has_been_logged = True  # Django's flag: logged above, with the traceback
+        return response

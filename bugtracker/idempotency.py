@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.response import Response
 
+from .clients import client_address
 from .domain import DomainError
 from .models import IdempotencyRecord
 from .permissions import caller_id
@@ -45,7 +46,7 @@ class InvalidIdempotencyKey(DomainError):
 def _caller(request) -> str:
     caller = caller_id(request)
     if caller == "anonymous":
-        caller = f"anonymous:{request.META.get('REMOTE_ADDR', '')}"
+        caller = f"anonymous:{client_address(request)}"
     return caller
 
 

@@ -56,3 +56,23 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self):
         return f"{self.caller}:{self.key}"
+
+
+class ThrottleWindow(models.Model):
+    """Requests counted for one caller in one fixed window, when no shared cache is configured
+    (bugtracker/throttling.py): every process sees the same count."""
+
+    ident = models.CharField(max_length=64)
+    window_start = models.BigIntegerField()  # Unix seconds
+    expires = models.BigIntegerField()  # Unix seconds; expired rows are pruned
+    hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "throttle_windows"
+        constraints = [
+            models.UniqueConstraint(fields=["ident", "window_start"], name="throttle_one_window")
+        ]
+        indexes = [models.Index(fields=["expires"], name="throttle_expires_idx")]
+
+    def __str__(self):
+        return f"{self.ident}@{self.window_start}: {self.hits}"

@@ -1,5 +1,6 @@
 from rest_framework.permissions import BasePermission
 
+from .domain import DomainError
 from .models import ApiKey, Role
 
 ROLE_LEVEL = {Role.REPORTER: 1, Role.AGENT: 2, Role.ADMIN: 3}
@@ -18,13 +19,35 @@ def is_admin(request) -> bool:
     return caller_role(request) == Role.ADMIN
 
 
+def roles_at_least(minimum: str) -> list[str]:
+    """The roles that may make a call needing `minimum`, lowest first."""
+    return [str(role) for role, level in ROLE_LEVEL.items() if level >= ROLE_LEVEL[minimum]]
+
+
+class RoleRequired(DomainError):
+    """A key whose role is too low for the call: 403 naming the role the call needs."""
+
+    status_code = 403
+    title = "Forbidden"
+    type_slug = "permission-denied"
+
+
 class _RoleAtLeast(BasePermission):
     minimum: str = Role.ADMIN
-    message = "Your API key's role may not do this."
 
     def has_permission(self, request, view):
         role = caller_role(request)
-        return role is not None and ROLE_LEVEL[role] >= ROLE_LEVEL[self.minimum]
+        if role is None:
+            return False  # no key: DRF answers 401
+        if ROLE_LEVEL[role] >= ROLE_LEVEL[self.minimum]:
+            return True
+        allowed = roles_at_least(self.minimum)
+        raise RoleRequired(
+            f"This call needs the {' or '.join(allowed)} role; this key's role is {role}.",
+            required_role=str(self.minimum),
+            allowed_roles=allowed,
+            your_role=str(role),
+        )
 
 
 class IsReporter(_RoleAtLeast):

@@ -21,13 +21,21 @@ PROBLEM = inline_serializer(
             required=False,
             help_text="For validation problems: field name → messages.",
         ),
+        "required_role": serializers.CharField(
+            required=False, help_text="For 403: the lowest role that may make the call."
+        ),
+        "allowed_roles": serializers.ListField(
+            child=serializers.CharField(),
+            required=False,
+            help_text="For 403: every role that may make the call.",
+        ),
     },
 )
 
 DESCRIPTIONS = {
     400: "Invalid input (the field is named in `errors`).",
     401: "No API key, or an invalid or revoked one.",
-    403: "The key's role may not do this.",
+    403: "The key's role may not make this call; `required_role` names the one it needs.",
     404: "Nothing with that id (unknown or malformed).",
     409: "Conflict with the report's state (lifecycle, claim or lease).",
     412: "If-Match names a stale version.",

@@ -24,7 +24,7 @@ RELEASE_SHA = env.str("RELEASE_SHA", default="")
 # SECURE_SSL_REDIRECT on). Behind a TLS-terminating proxy, SECURE_PROXY_SSL_HEADER names the
 # header it sets, e.g. `HTTP_X_FORWARDED_PROTO,https`; HSTS is only sent over HTTPS.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_REDIRECT_EXEMPT = [r"^api/health/?$"]  # load-balancer probes over plain HTTP
+SECURE_REDIRECT_EXEMPT = [r"^api/(health|ready)/?$"]  # orchestrator probes over plain HTTP
 if env.str("SECURE_PROXY_SSL_HEADER", default=""):
     SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER"))
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Under DEBUG, exceptions are answered as problems too, not with the HTML debug page.
+    "bugtracker.errors.ProblemsInDebugMiddleware",
 ]
 
 ROOT_URLCONF = "bugtracker.urls"
@@ -122,6 +124,11 @@ else:
         }
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://bugtracker")}
+
+# How many proxies of ours stand in front of the app, each appending to X-Forwarded-For:
+# the client's address is taken that many entries from the right (bugtracker/clients.py).
+# 0: the header is ignored and the address is the connection's peer (REMOTE_ADDR).
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

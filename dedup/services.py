@@ -1048,3 +1048,15 @@ def groups_regroup(
         if dry_run:
             transaction.set_rollback(True)
     return summary
+
+
+def group_release_learned(*, group_id, release_sha: str) -> None:
+    """A release learned after grouping (the enrichment job filled an occurrence's release):
+    the group has seen it too. Locks the group; call it before touching the report (lock order).
+    """
+    if not group_id or not release_sha:
+        return
+    group = DedupGroup.objects.select_for_update().only("id", "releases_seen").get(pk=group_id)
+    if release_sha not in group.releases_seen:
+        group.releases_seen = [*group.releases_seen, release_sha]
+        group.save(update_fields=["releases_seen"])

@@ -1,14 +1,12 @@
-"""Request context: W3C trace id, request id, the deployed release, and the submission defaults.
+"""Request context: W3C trace id, request id, the configured release, and the submission defaults.
 
 Nothing here touches the database or the app registry at import time: the logging
 configuration imports it while Django is still starting.
 """
 
-import functools
 import re
 import uuid
 from contextvars import ContextVar, Token
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +24,6 @@ _REQUEST_ID = re.compile(rf"[\x21-\x7e]{{1,{REQUEST_ID_MAX_LENGTH}}}")
 
 USER_AGENT_MAX_LENGTH = 500
 RELEASE_SHA_MAX_LENGTH = 64  # the width of BugReport.release_sha
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 _ids: ContextVar[tuple[str | None, str | None]] = ContextVar(
     "bugtracker_request_ids", default=(None, None)
@@ -67,81 +64,17 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-# Release detection ------------------------------------------------------------------------
-
-
-def _git_dirs(base_dir: Path) -> tuple[Path, Path] | None:
-    """The git dir and the common dir (they differ in a linked worktree)."""
-    dot_git = base_dir / ".git"
-    if dot_git.is_file():
-        # A worktree or submodule: `.git` is a file saying `gitdir: <path>`.
-        text = dot_git.read_text(encoding="utf-8").strip()
-        if not text.startswith("gitdir:"):
-            return None
-        git_dir = (base_dir / text.removeprefix("gitdir:").strip()).resolve()
-    elif dot_git.is_dir():
-        git_dir = dot_git
-    else:
-        return None
-    common = git_dir
-    commondir_file = git_dir / "commondir"
-    if commondir_file.is_file():
-        common = (git_dir / commondir_file.read_text(encoding="utf-8").strip()).resolve()
-    return git_dir, common
-
-
-def _packed_ref(common_dir: Path, ref: str) -> str | None:
-    packed = common_dir / "packed-refs"
-    if not packed.is_file():
-        return None
-    for line in packed.read_text(encoding="utf-8").splitlines():
-        if not line or line[0] in "#^":
-            continue
-        sha, _, name = line.partition(" ")
-        if name.strip() == ref:
-            return sha.strip()
-    return None
-
-
-def read_git_commit(base_dir: Path | str) -> str | None:
-    """The commit checked out at `base_dir`, read from `.git` files (no `git` process), or None."""
-    try:
-        dirs = _git_dirs(Path(base_dir))
-        if dirs is None:
-            return None
-        git_dir, common_dir = dirs
-        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
-        for _ in range(5):  # a symbolic ref may point at another symbolic ref
-            if not head.startswith("ref:"):
-                break
-            ref = head.removeprefix("ref:").strip()
-            if ".." in ref.split("/"):
-                return None
-            for directory in (git_dir, common_dir):
-                ref_file = directory / ref
-                if ref_file.is_file():
-                    head = ref_file.read_text(encoding="utf-8").strip()
-                    break
-            else:
-                head = _packed_ref(common_dir, ref) or ""
-        head = head.lower()
-        return head if _SHA.fullmatch(head) else None
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-@functools.cache
-def deployed_commit() -> str | None:
-    """The git commit the code runs from, read once per process (at start-up, from ready())."""
-    return read_git_commit(settings.BASE_DIR)
+# The release ----------------------------------------------------------------------------
 
 
 def current_release() -> str | None:
-    """`RELEASE_SHA`, else the deployed git commit, else None."""
+    """`RELEASE_SHA` (the release of the application the tracker is embedded in), else None.
+
+    Never the tracker's own git checkout: it says nothing about the application that
+    crashed, and stamping it would make a regression look like an occurrence already seen.
+    """
     configured = (getattr(settings, "RELEASE_SHA", "") or "").strip()
-    if configured:
-        return configured[:RELEASE_SHA_MAX_LENGTH]
-    return deployed_commit()
+    return configured[:RELEASE_SHA_MAX_LENGTH] or None
 
 
 # Per-request ids, for log records ---------------------------------------------------------

@@ -3,6 +3,8 @@
 import logging
 import time
 
+from bugtracker.clients import client_address
+
 from .context import bind_ids, new_request_id, parse_traceparent, reset_ids, sane_request_id
 
 request_logger = logging.getLogger("bugtracker.request")
@@ -45,14 +47,17 @@ class RequestContextMiddleware:
     def _log(request, status: int, started: float) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         level = logging.ERROR if status >= 500 else logging.INFO
-        # Method, path (no query string), status and timing only: never headers or tokens.
+        # Method, path (no query string), status, timing and the client's address (as the
+        # throttle sees it): never headers or tokens.
+        client = client_address(request)
         request_logger.log(
             level,
-            "%s %s %s %.1fms",
+            "%s %s %s %.1fms from %s",
             request.method,
             request.path,
             status,
             duration_ms,
+            client,
             extra={
                 "event": "request",
                 "method": request.method,
@@ -60,6 +65,7 @@ class RequestContextMiddleware:
                 "status": status,
                 "duration_ms": duration_ms,
                 "caller": _caller(request),
+                "client": client,
                 "request_id": request.request_id,
                 "trace_id": request.trace_id,
             },

@@ -3,7 +3,10 @@ from django.utils import timezone
 
 
 class Release(models.Model):
-    """A deployment: which commit went to which environment, and when."""
+    """A deployment: which commit went to which environment, and when.
+
+    A release is one sha in one environment: recording it again finds the first row.
+    """
 
     sha = models.CharField(max_length=64)
     version = models.CharField(max_length=100, blank=True, default="")
@@ -16,7 +19,7 @@ class Release(models.Model):
         ordering = ["-deployed_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["sha", "environment", "deployed_at"], name="releases_unique_deploy"
+                fields=["sha", "environment"], name="releases_one_per_environment"
             )
         ]
         indexes = [

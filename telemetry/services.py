@@ -9,11 +9,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bugtracker.domain import InvalidInput
+from dedup.services import group_release_learned
 from reports.errors import VersionConflict
 from reports.models import BugReport, EventKind
 from reports.services import _save, event_write
 
-from .errors import ReleaseConflict
 from .logging import log_failed_write
 from .models import Release
 from .selectors import live_release_id_subquery
@@ -32,7 +32,8 @@ def release_record(
     deployed_at: datetime | None = None,
     actor: str,
 ) -> Release:
-    """Record a deployment. Recording the same one again returns it (`release.created` False)."""
+    """Record a deployment: one sha in one environment. Recording it again returns the row as
+    first recorded (`release.created` False), whatever version or time the repeat names."""
     sha = (sha or "").strip().lower()
     if not _SHA.fullmatch(sha):
         raise InvalidInput("sha", "sha must be 4 to 64 hexadecimal characters (a git commit).")
@@ -41,25 +42,20 @@ def release_record(
         raise InvalidInput("environment", "environment must not be blank.")
     version = (version or "").strip()
     deployed_at = deployed_at or timezone.now()
-    fields = {"sha": sha, "environment": environment, "deployed_at": deployed_at}
+    fields = {"sha": sha, "environment": environment}
+    payload = {**fields, "version": version, "deployed_at": deployed_at.isoformat()}
     try:
         with transaction.atomic():
-            release = Release.objects.create(**fields, version=version)
+            release = Release.objects.create(**fields, version=version, deployed_at=deployed_at)
     except IntegrityError as exc:
         existing = Release.objects.filter(**fields).first()
         if existing is None:
-            log_failed_write(what="release_record", payload={**fields, "version": version}, exc=exc)
+            log_failed_write(what="release_record", payload=payload, exc=exc)
             raise
-        if existing.version != version:
-            raise ReleaseConflict(
-                f"{sha} was already recorded as deployed to {environment} at "
-                f"{deployed_at.isoformat()} with version {existing.version!r}.",
-                release_id=existing.pk,
-            ) from None
         existing.created = False
         return existing
     except DatabaseError as exc:
-        log_failed_write(what="release_record", payload={**fields, "version": version}, exc=exc)
+        log_failed_write(what="release_record", payload=payload, exc=exc)
         raise
     release.created = True
     logger.info(
@@ -77,21 +73,31 @@ def release_record(
 def _missing_release():
     """Reports with no release whose environment had a deployment by their created_at.
 
-    Imported legacy reports are left as their files say: their telemetry is history.
+    Imported legacy reports too: a release their file gave is kept (they are not missing
+    one), and those without are exactly the missing data this job is for.
     """
     return (
         BugReport.objects.filter(Q(release_sha__isnull=True) | Q(release_sha=""))
-        .filter(legacy_id__isnull=True)
         .exclude(Q(environment__isnull=True) | Q(environment=""))
         .annotate(live_release_id=live_release_id_subquery())
         .filter(live_release_id__isnull=False)
-        .only("id", "version", "environment", "created_at", "release_sha", "telemetry")
+        .only(
+            "id",
+            "version",
+            "environment",
+            "created_at",
+            "release_sha",
+            "telemetry",
+            "dedup_group_id",
+        )
         .order_by("created_at", "id")
     )
 
 
 def _fill_release(report: BugReport, release: Release) -> None:
     before = report.release_sha
+    # The group first (dedup's lock order: group, then report): it has seen this release now.
+    group_release_learned(group_id=report.dedup_group_id, release_sha=release.sha)
     telemetry = dict(report.telemetry or {})
     telemetry["release"] = {
         "sha": release.sha,

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.permissions import IsAdmin, IsAgent, caller_id
-from bugtracker.schema import PROBLEM, problems
+from bugtracker.schema import problems
 from reports.serializers import BugReportSerializer
 
 from . import services
@@ -18,9 +18,6 @@ from .selectors import TRACE_REPORTS_LIMIT, release_list, reports_on_trace
 from .serializers import ReleaseCreateSerializer, ReleaseSerializer
 
 _TRACE_ID = re.compile(r"[\x21-\x7e]{1,64}")
-RELEASE_CONFLICT = OpenApiResponse(
-    PROBLEM, description="This sha, environment and deployed_at are recorded with another version."
-)
 
 
 class ReleaseListView(generics.GenericAPIView):
@@ -53,16 +50,17 @@ class ReleaseListView(generics.GenericAPIView):
         summary="Record a deployment",
         operation_id="telemetry_releases_create",
         description=(
-            "Admins. `deployed_at` defaults to now. Recording the same sha, environment and "
-            "`deployed_at` again returns the existing row with 200; with another `version`, 409. "
-            "The enrichment job fills reports' missing `release_sha` from these rows."
+            "Admins. `deployed_at` defaults to now. A release is one sha in one environment: "
+            "recording it again is idempotent and answers 200 with the row as first recorded "
+            "(its `id`, `version` and `deployed_at`), whatever the repeat says, so a deploy "
+            "script may record on every run. The enrichment job fills reports' missing "
+            "`release_sha` from these rows."
         ),
         request=ReleaseCreateSerializer,
         responses={
             201: ReleaseSerializer,
-            200: ReleaseSerializer,
+            200: OpenApiResponse(ReleaseSerializer, description="Already recorded: the first row."),
             **problems(400, 401, 403, 413, 415),
-            409: RELEASE_CONFLICT,
         },
     )
     def post(self, request):

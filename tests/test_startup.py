@@ -37,3 +37,22 @@ def test_commands_that_need_no_key_run_without_one():
     )
     result = run(code)
     assert result.returncode == 0, result.stderr
+
+
+def test_make_serve_without_a_key_says_so_in_one_line_before_touching_the_database(tmp_path):
+    database = tmp_path / "serve.sqlite3"
+    environment = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    environment["DATABASE_URL"] = f"sqlite:///{database}"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "serve"],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "SECRET_KEY" in lines[0] and "Traceback" not in result.stderr
+    assert not database.exists()  # migrate never ran

@@ -136,3 +136,30 @@ def test_anonymous_submission_is_throttled_per_client(settings):
         assert int(last["Retry-After"]) >= 1
     finally:
         RoleRateThrottle.THROTTLE_RATES = original
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "body", "needed", "allowed"),
+    [
+        ("reporter", "get", "/api/bug-reports", None, "agent", ["agent", "admin"]),
+        ("agent", "get", "/api/admin/status", None, "admin", ["admin"]),
+        (
+            "agent",
+            "post",
+            "/api/telemetry/releases",
+            {"sha": "abcdef1", "environment": "x"},
+            "admin",
+            ["admin"],
+        ),
+    ],
+)
+def test_a_403_says_which_role_the_call_needs(role, method, path, body, needed, allowed):
+    client = bearer(create_key(f"k-{role}", role))
+    response = getattr(client, method)(path, body, format="json")
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem["required_role"], problem["allowed_roles"]) == (needed, allowed)
+    assert problem["your_role"] == role
+    assert f"needs the {' or '.join(allowed)} role" in problem["detail"]
+    assert f"this key's role is {role}" in problem["detail"]

@@ -65,8 +65,12 @@ def test_postgres_down_is_503_then_recovers_without_restart(tmp_path):
             patch = {"severity": "critical"}
             assert_unavailable(server.request("PATCH", report_url, patch, auth))
             assert_unavailable(server.request("POST", f"{report_url}/claim", {}, auth))
-            health = server.request("GET", "/api/health")
-            assert health.status == 503 and "Retry-After" in health.headers
+            # Liveness holds (no orchestrator restarts the fleet); readiness names the database.
+            assert server.request("GET", "/api/health").status == 200
+            ready = server.request("GET", "/api/ready")
+            assert ready.status == 503 and int(ready.headers["Retry-After"]) >= 1
+            assert ready.headers["Content-Type"] == "application/problem+json"
+            assert ready.json()["checks"]["database"] == "unreachable"
 
             proxy.restore()
             listed = wait_for(
@@ -78,7 +82,7 @@ def test_postgres_down_is_503_then_recovers_without_restart(tmp_path):
             assert [r["title"] for r in listed.json()["results"]] == ["Before the outage"]
             again = server.request("POST", "/api/bug-reports", lost, auth)
             assert again.status == 201, again.body
-            assert server.request("GET", "/api/health").status == 200
+            assert server.request("GET", "/api/ready").status == 200
             assert server.process.pid == pid and server.process.poll() is None
 
     assert BugReport.objects.count() == 2

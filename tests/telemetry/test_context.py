@@ -3,11 +3,9 @@
 import pytest
 from django.test import RequestFactory, override_settings
 
-from telemetry import context
 from telemetry.context import (
     current_release,
     parse_traceparent,
-    read_git_commit,
     sane_request_id,
     submission_context,
 )
@@ -15,7 +13,6 @@ from telemetry.context import (
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 SHA = "a" * 40
-OTHER_SHA = "b" * 40
 
 
 @pytest.mark.parametrize(
@@ -106,106 +103,22 @@ def test_request_id_is_kept_only_when_sane(value, kept):
     assert sane_request_id(value) == (value if kept else None)
 
 
-# Release detection ------------------------------------------------------------------------
+# The release ----------------------------------------------------------------------------
 
 
-def _repo(tmp_path, head: str, refs: dict[str, str] | None = None, packed: str | None = None):
-    git = tmp_path / ".git"
-    git.mkdir(parents=True)
-    (git / "HEAD").write_text(head + "\n")
-    for name, sha in (refs or {}).items():
-        ref_file = git / name
-        ref_file.parent.mkdir(parents=True, exist_ok=True)
-        ref_file.write_text(sha + "\n")
-    if packed is not None:
-        (git / "packed-refs").write_text(packed)
-    return tmp_path
-
-
-def test_git_commit_from_a_branch_ref(tmp_path):
-    base = _repo(tmp_path, "ref: refs/heads/main", {"refs/heads/main": SHA})
-    assert read_git_commit(base) == SHA
-
-
-def test_git_commit_from_packed_refs(tmp_path):
-    packed = (
-        "# pack-refs with: peeled fully-peeled sorted\n"
-        f"{OTHER_SHA} refs/heads/other\n"
-        f"{SHA} refs/heads/main\n"
-        f"^{OTHER_SHA}\n"
-    )
-    base = _repo(tmp_path, "ref: refs/heads/main", packed=packed)
-    assert read_git_commit(base) == SHA
-
-
-def test_loose_ref_wins_over_packed_ref(tmp_path):
-    base = _repo(
-        tmp_path,
-        "ref: refs/heads/main",
-        {"refs/heads/main": SHA},
-        packed=f"{OTHER_SHA} refs/heads/main\n",
-    )
-    assert read_git_commit(base) == SHA
-
-
-def test_git_commit_from_a_detached_head(tmp_path):
-    assert read_git_commit(_repo(tmp_path, SHA.upper())) == SHA
-
-
-def test_git_commit_in_a_linked_worktree(tmp_path):
-    main = _repo(tmp_path / "main", "ref: refs/heads/main", {"refs/heads/feature": SHA})
-    worktree_git = main / ".git" / "worktrees" / "wt"
-    worktree_git.mkdir(parents=True)
-    (worktree_git / "HEAD").write_text("ref: refs/heads/feature\n")
-    (worktree_git / "commondir").write_text("../..\n")
-    checkout = tmp_path / "wt"
-    checkout.mkdir()
-    (checkout / ".git").write_text(f"gitdir: {worktree_git}\n")
-    assert read_git_commit(checkout) == SHA
-
-
-@pytest.mark.parametrize(
-    "head",
-    ["ref: refs/heads/missing", "not a sha", "ref: ../../etc/passwd", ""],
-)
-def test_no_git_commit_when_head_leads_nowhere(tmp_path, head):
-    assert read_git_commit(_repo(tmp_path, head)) is None
-
-
-def test_no_git_commit_without_a_repository(tmp_path):
-    assert read_git_commit(tmp_path) is None
-
-
-@pytest.fixture
-def fresh_release_cache():
-    context.deployed_commit.cache_clear()
-    yield
-    context.deployed_commit.cache_clear()
-
-
-def test_release_sha_setting_comes_first(tmp_path, fresh_release_cache):
-    base = _repo(tmp_path, SHA)
-    with override_settings(RELEASE_SHA=" deadbeef ", BASE_DIR=base):
+def test_release_sha_setting_is_the_release(tmp_path):
+    with override_settings(RELEASE_SHA=" deadbeef "):
         assert current_release() == "deadbeef"
 
 
-def test_release_falls_back_to_the_deployed_git_commit(tmp_path, fresh_release_cache):
-    base = _repo(tmp_path, "ref: refs/heads/main", {"refs/heads/main": SHA})
-    with override_settings(RELEASE_SHA="", BASE_DIR=base):
-        assert current_release() == SHA
-
-
-def test_release_is_none_without_setting_or_repository(tmp_path, fresh_release_cache):
+def test_no_release_without_the_setting_even_inside_a_git_checkout(tmp_path):
+    # The tracker's own checkout (this test runs inside one) is never taken for a release.
+    git = tmp_path / ".git"
+    git.mkdir()
+    (git / "HEAD").write_text(SHA + "\n")
     with override_settings(RELEASE_SHA="", BASE_DIR=tmp_path):
         assert current_release() is None
-
-
-def test_git_commit_is_read_once_per_process(tmp_path, fresh_release_cache):
-    base = _repo(tmp_path, SHA)
-    with override_settings(RELEASE_SHA="", BASE_DIR=base):
-        assert current_release() == SHA
-        (base / ".git" / "HEAD").write_text(OTHER_SHA)  # a checkout after start-up
-        assert current_release() == SHA
+        assert submission_context(RequestFactory().post("/api/bug-reports"))["release_sha"] is None
 
 
 # Submission defaults -------------------------------------------------------------------
@@ -224,14 +137,13 @@ def test_submission_context_takes_the_ids_set_by_the_middleware():
 
 
 @override_settings(RELEASE_SHA="")
-def test_submission_context_reads_headers_when_the_middleware_did_not_run(fresh_release_cache):
-    with override_settings(BASE_DIR="/nonexistent"):
-        request = RequestFactory().post(
-            "/api/bug-reports",
-            HTTP_TRACEPARENT=f"00-{TRACE}-{PARENT}-01",
-            HTTP_X_REQUEST_ID="from-header",
-        )
-        ctx = submission_context(request)
+def test_submission_context_reads_headers_when_the_middleware_did_not_run():
+    request = RequestFactory().post(
+        "/api/bug-reports",
+        HTTP_TRACEPARENT=f"00-{TRACE}-{PARENT}-01",
+        HTTP_X_REQUEST_ID="from-header",
+    )
+    ctx = submission_context(request)
     assert (ctx["trace_id"], ctx["request_id"], ctx["release_sha"]) == (TRACE, "from-header", None)
     assert ctx["telemetry"]["user_agent"] == ""
 

@@ -151,9 +151,10 @@ def test_a_release_recorded_later_fills_older_reports_on_the_next_run():
 def test_enrichment_query_count_does_not_grow_per_batch(deployments, django_assert_max_num_queries):
     for n in range(10):
         report_at("production", T0 + n * H)
-    # candidates, releases, the batch transaction; then per report a savepoint, the
-    # compare-and-set update, the event and the savepoint release; then the empty next page
-    with django_assert_max_num_queries(4 + 10 * 4):
+    # candidates, releases, the batch transaction; then per report a savepoint, its group
+    # locked and given the release, the compare-and-set update, the event and the savepoint
+    # release; then the empty next page
+    with django_assert_max_num_queries(4 + 10 * 6):
         assert enrich_missing_releases(batch_size=100) == 10
 
 
@@ -253,17 +254,18 @@ def test_concurrent_runs_fill_each_report_exactly_once():
     assert Release.objects.count() == 2
 
 
-@pytest.mark.django_db
-def test_imported_legacy_reports_keep_their_telemetry_as_the_files_say():
-    release_record(
-        sha="a" * 40,
-        version="1",
-        environment="prod",
-        deployed_at=datetime(2020, 1, 1, tzinfo=UTC),
-        actor="admin",
-    )
+def test_imported_legacy_reports_without_a_release_get_one_and_their_group_sees_it():
+    deploy("a" * 40, "prod", datetime(2020, 1, 1, tzinfo=UTC), "1")
     imported = make_report(environment="prod", legacy_id="br-1-0001")
+    given = make_report(environment="prod", legacy_id="br-1-0002", release_sha="f" * 40)
     live = make_report(environment="prod")
-    assert enrich_missing_releases() == 1
-    assert BugReport.objects.get(pk=imported.pk).release_sha is None
+    assert enrich_missing_releases() == 2
+    stored = BugReport.objects.select_related("dedup_group").get(pk=imported.pk)
+    assert stored.release_sha == "a" * 40
+    assert stored.dedup_group.releases_seen == ["a" * 40]
+    (event,) = enriched_events(imported)
+    assert (event.data["from"], event.data["to"]) == (None, "a" * 40)
+    # A release the file gave is never overwritten, and gets no event.
+    assert BugReport.objects.get(pk=given.pk).release_sha == "f" * 40
+    assert enriched_events(given) == []
     assert BugReport.objects.get(pk=live.pk).release_sha == "a" * 40
