@@ -6,13 +6,18 @@ grouped, enriched (trace, request and release ids) and evented inside its reques
 once the last response is in, every report is fully processed; the benchmark checks that.
 The floor is `POST /bench/floor` (benchmarks/floor.py) in the same server: same stack,
 one bare INSERT. Phases alternate floor/ingest twice and the better run of each counts.
+Submissions with an `Idempotency-Key` on each run in rounds paired with rounds without
+(half a `--reports` each, the order flipping); their ratio is over all rounds.
 
     .venv/bin/python -m benchmarks.ingest [--reports 4000] [--clients 16] [--workers 2] [--threads 4]
 """
 
 import argparse
+import os
 import random
+import statistics
 import uuid
+from pathlib import Path
 
 from .common import Row, django_setup, http_load, percentile, report_rows
 
@@ -101,19 +106,43 @@ def make_reports(count: int, *, seed: int = 7, known_bugs: int = 40) -> list[dic
     return reports
 
 
-def _requests(path: str, bodies: list[bytes], key: str):
+def _requests(path: str, bodies: list[bytes], key: str, *, idempotency_keys: bool = False):
     for body in bodies:
         trace = uuid.uuid4().hex
-        yield (
-            "POST",
-            path,
-            body,
-            {
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {key}",
-                "traceparent": f"00-{trace}-{trace[:16]}-01",
-            },
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {key}",
+            "traceparent": f"00-{trace}-{trace[:16]}-01",
+        }
+        if idempotency_keys:
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+        yield "POST", path, body, headers
+
+
+def _cpu_by_process(server) -> dict[int, float]:
+    """CPU seconds so far of gunicorn (master and workers) and of this database's
+    PostgreSQL backends, per pid: what a submission costs the machine, which a machine
+    shared with other work cannot blur the way it blurs wall-clock rates. Linux /proc."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
         )
+        pids = [row[0] for row in cursor.fetchall()]
+    master = server.process.pid
+    children = Path(f"/proc/{master}/task/{master}/children")
+    pids += [master, *map(int, children.read_text().split())]
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return cpu
 
 
 def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: int = 4) -> list[Row]:
@@ -126,37 +155,71 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
     rows: list[Row] = []
     with bench_database():
         key = api_key("bench-reporter", "reporter")
-        payloads = make_reports(reports * 2 + 400)
+        payloads = make_reports(reports * 4 + 400)
         bodies = [json_body(p) for p in payloads]
-        warm, first, second = bodies[:400], bodies[400 : 400 + reports], bodies[400 + reports :]
+        warm, rest = bodies[:400], bodies[400:]
+        # Keyed and plain submissions in adjacent pairs of short rounds, the order flipping
+        # each round, so the machine's drift falls on both sides alike.
+        size = max(1, reports // 2)
+        rounds = [rest[i * size : (i + 1) * size] for i in range(len(rest) // size)]
         floor_body = [json_body({"title": p["title"]}) for p in payloads[:reports]]
         extra = {"RELEASE_SHA": RELEASE}
         with gunicorn(workers=workers, threads=threads, extra_env=extra) as server:
-            http_load(
-                port=server.port, requests=_requests("/bench/floor", warm, key), clients=clients
-            )
-            http_load(
-                port=server.port, requests=_requests("/api/bug-reports", warm, key), clients=clients
-            )
-            floors, ingests = [], []
-            for batch in (first, second):
-                floors.append(
-                    http_load(
-                        port=server.port,
-                        requests=_requests("/bench/floor", floor_body, key),
-                        clients=clients,
-                    )
+            cpu_ms = {False: [], True: []}  # per submission, for rounds without/with keys
+
+            def load(path, batch, *, measured=False, **kwargs):
+                before = _cpu_by_process(server)
+                result = http_load(
+                    port=server.port,
+                    requests=_requests(path, batch, key, **kwargs),
+                    clients=clients,
                 )
-                ingests.append(
-                    http_load(
-                        port=server.port,
-                        requests=_requests("/api/bug-reports", batch, key),
-                        clients=clients,
-                    )
-                )
+                after = _cpu_by_process(server)
+                used = sum(t - before.get(pid, 0.0) for pid, t in after.items())
+                if measured:
+                    keyed = kwargs.get("idempotency_keys", False)
+                    cpu_ms[keyed].append(used / result.requests * 1000)
+                return result
+
+            load("/bench/floor", warm)
+            # Both paths warm (the keyed one's statement prepared) before anything counts.
+            load("/api/bug-reports", warm[:200])
+            load("/api/bug-reports", warm[200:], idempotency_keys=True)
+            floors, ingests, keyed = [], [], []
+            for pair in range(len(rounds) // 2):
+                if pair % 2 == 0:
+                    floors.append(load("/bench/floor", floor_body))
+                plain_batch, keyed_batch = rounds[2 * pair], rounds[2 * pair + 1]
+                # Every submission of a keyed round carries its own Idempotency-Key.
+                for with_keys in (False, True) if pair % 2 == 0 else (True, False):
+                    if with_keys:
+                        keyed.append(
+                            load(
+                                "/api/bug-reports",
+                                keyed_batch,
+                                measured=True,
+                                idempotency_keys=True,
+                            )
+                        )
+                    else:
+                        ingests.append(load("/api/bug-reports", plain_batch, measured=True))
         floor = max(floors, key=lambda r: r.rate)
         ingest = max(ingests, key=lambda r: r.rate)
-        failed = sum(r.requests - r.ok(201) for r in [*floors, *ingests])
+        pair_ratios = [k.rate / p.rate for k, p in zip(keyed, ingests, strict=True)]
+        plain_rate = sum(r.requests for r in ingests) / sum(r.seconds for r in ingests)
+        keyed_rate = sum(r.requests for r in keyed) / sum(r.seconds for r in keyed)
+        print(
+            "ingest: with/without Idempotency-Key per round pair: "
+            + ", ".join(f"{r:.2f}x" for r in pair_ratios)
+        )
+        plain_cpu, keyed_cpu = (statistics.median(cpu_ms[k]) for k in (False, True))
+        print(
+            "ingest: CPU ms per submission (gunicorn + PostgreSQL) per round, without keys: "
+            + ", ".join(f"{ms:.2f}" for ms in cpu_ms[False])
+            + "; with: "
+            + ", ".join(f"{ms:.2f}" for ms in cpu_ms[True])
+        )
+        failed = sum(r.requests - r.ok(201) for r in [*floors, *ingests, *keyed])
         submitted = BugReport.objects.exclude(stack_trace="")
         processed = submitted.filter(
             dedup_group__isnull=False,
@@ -172,7 +235,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
             .filter(n=1)
             .count()
         )
-        total = len(warm) + len(first) + len(second)
+        total = len(warm) + sum(len(batch) for batch in rounds)
         print(
             f"ingest: {total} submitted, {processed} grouped+enriched, {evented} evented, "
             f"{duplicates} duplicates, {failed} non-201 responses"
@@ -190,6 +253,30 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
                 baseline_name="floor",
                 target=">= 0.6x floor",
                 met=ingest.rate >= 0.6 * floor.rate,
+            )
+        )
+        rows.append(
+            Row(
+                "ingest",
+                "reports/s, an Idempotency-Key on each (all rounds)",
+                keyed_rate,
+                "/s",
+                baseline=plain_rate,
+                baseline_name="no keys",
+                target=">= 0.9x no keys",
+                met=keyed_rate >= 0.9 * plain_rate,
+            )
+        )
+        rows.append(
+            Row(
+                "ingest",
+                "submissions per CPU second, an Idempotency-Key on each (median round)",
+                1000 / keyed_cpu,
+                "/s",
+                baseline=1000 / plain_cpu,
+                baseline_name="no keys",
+                target=">= 0.9x no keys",
+                met=plain_cpu / keyed_cpu >= 0.9,
             )
         )
         rows.append(

@@ -62,10 +62,12 @@ def status_snapshot() -> dict:
     live = [w for w in workers.values() if w.get("alive")]
     queues = [w["queue"] for w in live]
     scans = [w["last_scan_at"] for w in live if w.get("last_scan_at")]
+    problems = sorted({w["command_problem"] for w in live if w.get("command_problem")})
     return {
         "worker": {
             "enabled_in_web_processes": settings.BUGTRACKER_WORKER,
             "alive": bool(live),
+            "command_problem": " ".join(problems) or None,
             "this_process": local.snapshot() if local is not None else None,
             "processes": sorted(workers.values(), key=lambda w: w["holder"]),
         },
@@ -93,10 +95,17 @@ STATUS_SCHEMA = {
     "properties": {
         "worker": {
             "type": "object",
-            "required": ["enabled_in_web_processes", "alive", "this_process", "processes"],
+            "required": [
+                "enabled_in_web_processes",
+                "alive",
+                "command_problem",
+                "this_process",
+                "processes",
+            ],
             "properties": {
                 "enabled_in_web_processes": {"type": "boolean"},
                 "alive": {"type": "boolean"},
+                "command_problem": {"type": "string", "nullable": True},
                 "this_process": {"type": "object", "nullable": True},
                 "processes": {"type": "array", "items": {"type": "object"}},
             },
@@ -133,7 +142,10 @@ class AdminStatusView(APIView):
         summary="Worker and backlog status",
         description=(
             "Admin only. `worker.alive`: a worker (in this process, or any process sharing the "
-            "cache) scanned within its last three poll intervals. `queue` sums the live workers' "
+            "cache) scanned within its last three poll intervals. `worker.command_problem`: why "
+            "live workers refuse to run remediations (REMEDIATION_COMMAND missing, not "
+            "executable, or it could not start), else null; such a worker claims nothing and "
+            "counts no attempt until the command is fixed. `queue` sums the live workers' "
             "in-process queues (depth, in flight, processed, failed since start); `runs` are the "
             "remediation runs of the last day from the database, with duration p50/p95 in "
             "seconds; `backlog_alerts` are those of `bugstatus --check`."

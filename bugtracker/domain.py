@@ -5,6 +5,7 @@ class DomainError(Exception):
     status_code = 409
     title = "Conflict"
     type_slug = "conflict"
+    headers: dict[str, str] | None = None  # sent with the problem, e.g. Retry-After
 
     def __init__(self, detail: str, **extra):
         super().__init__(detail)

@@ -52,20 +52,20 @@ def problem(
     return body
 
 
-def _flatten(errors, prefix="") -> dict[str, list[str]]:
+def flatten_errors(errors, prefix="") -> dict[str, list[str]]:
     """DRF's nested error structure as {"field.sub": [messages]}."""
     flat: dict[str, list[str]] = {}
     if isinstance(errors, dict):
         for key, value in errors.items():
             name = "body" if key == "non_field_errors" and not prefix else key
-            flat.update(_flatten(value, f"{prefix}.{name}" if prefix else str(name)))
+            flat.update(flatten_errors(value, f"{prefix}.{name}" if prefix else str(name)))
     elif (
         isinstance(errors, list) and errors and all(not isinstance(e, (dict, list)) for e in errors)
     ):
         flat[prefix or "body"] = [str(e) for e in errors]
     elif isinstance(errors, list):
         for index, value in enumerate(errors):
-            flat.update(_flatten(value, f"{prefix}.{index}" if prefix else str(index)))
+            flat.update(flatten_errors(value, f"{prefix}.{index}" if prefix else str(index)))
     else:
         flat[prefix or "body"] = [str(errors)]
     return flat
@@ -83,7 +83,7 @@ def problem_exception_handler(exc, context):
         body = problem(
             exc.status_code, exc.detail, slug=exc.type_slug, title=exc.title, **exc.extra
         )
-        return _response(body, exc.status_code)
+        return _response(body, exc.status_code, exc.headers)
     if isinstance(exc, RequestDataTooBig):
         return _response(
             problem(413, "Request body is larger than 1 MiB.", slug="payload-too-large"), 413
@@ -109,7 +109,7 @@ def problem_exception_handler(exc, context):
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait) + 1)
     if isinstance(exc, exceptions.ValidationError):
-        errors = _flatten(exc.detail)
+        errors = flatten_errors(exc.detail)
         fields = ", ".join(errors)
         body = problem(400, f"Invalid input: {fields}.", slug="validation-error", errors=errors)
     else:

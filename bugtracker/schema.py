@@ -219,6 +219,10 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     required=False,
     description=(
         "Retry-safe submission: the same key and body within 24 h returns the first response "
-        "(header Idempotent-Replayed: true); another body is a 422."
+        "(header Idempotent-Replayed: true); another body is a 422. The key, the report and "
+        "the stored response commit together, so a request cut off at any point can be sent "
+        "again with the same key and body. A concurrent request with the key waits for the "
+        "first; a 409 idempotent-request-in-progress (only when that wait runs out) carries "
+        "Retry-After."
     ),
 )

@@ -1,10 +1,13 @@
 """Settings come from the environment (12-factor); every variable is listed in the README."""
 
+import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,6 +60,8 @@ MIDDLEWARE = [
     # Before WhiteNoise too, so every response (static assets included) echoes X-Request-ID
     # and is logged; it does no I/O, so serving static files stays cheap.
     "telemetry.middleware.RequestContextMiddleware",
+    # Before anything that may touch the database: every wait on it is bounded.
+    "bugtracker.deadline.DatabaseDeadlineMiddleware",
     "bugtracker.http.UrlLengthMiddleware",
     # Static files (the docs page's assets) straight from gunicorn, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -79,6 +84,47 @@ TEMPLATES = [
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
 ]
+
+# Which process this is picks its server-side limits (seconds, 0 for none): a request must
+# fail fast; the worker's statements are short but it must not give up on a busy table; a
+# command (migrate, backfill_json, dedup_regroup) may legitimately run long.
+_COMMAND = sys.argv[1] if Path(sys.argv[0]).name == "manage.py" and len(sys.argv) > 1 else ""
+if _COMMAND == "run_worker":
+    _DB_TIMEOUTS = (
+        env.float("WORKER_STATEMENT_TIMEOUT", default=60.0),
+        env.float("WORKER_LOCK_TIMEOUT", default=10.0),
+    )
+elif _COMMAND and _COMMAND != "runserver":
+    _DB_TIMEOUTS = (
+        env.float("COMMAND_STATEMENT_TIMEOUT", default=0.0),
+        env.float("COMMAND_LOCK_TIMEOUT", default=60.0),
+    )
+else:
+    _DB_TIMEOUTS = (
+        env.float("DB_STATEMENT_TIMEOUT", default=30.0),
+        env.float("DB_LOCK_TIMEOUT", default=5.0),
+    )
+# A web request still waiting on PostgreSQL after this long has a connection that went
+# silent without the TCP stack noticing (a middlebox that still acknowledges): the
+# connection is cut and the request answers 503 (bugtracker/deadline.py). 0: never.
+DB_REQUEST_DEADLINE = env.float(
+    "DB_REQUEST_DEADLINE", default=_DB_TIMEOUTS[0] + 5 if _DB_TIMEOUTS[0] else 0
+)
+
+
+def _server_timeouts(statement: float, lock: float) -> dict:
+    """libpq `options` setting the server's timeouts at connect: no round trip of their own.
+    A session idle inside a transaction for as long as a statement may run lost its client
+    (a killed process, a cut network): the server ends it, releasing its locks (an
+    idempotency key's row among them) instead of holding them until TCP notices."""
+    timeouts = (
+        ("statement_timeout", statement),
+        ("lock_timeout", lock),
+        ("idle_in_transaction_session_timeout", statement),
+    )
+    parts = [f"-c {name}={int(seconds * 1000)}" for name, seconds in timeouts if seconds]
+    return {"options": " ".join(parts)} if parts else {}
+
 
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
@@ -108,6 +154,16 @@ else:
             "prepare_threshold": None
             if threshold.lower() in ("off", "none", "")
             else int(threshold),
+            # Every wait bounded: a connect, a peer that vanished (keepalives), data the
+            # network stopped acknowledging (tcp_user_timeout), and on the server a
+            # statement or a lock wait that runs too long.
+            "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5),
+            "keepalives": 1,
+            "keepalives_idle": env.int("DB_KEEPALIVES_IDLE", default=10),
+            "keepalives_interval": env.int("DB_KEEPALIVES_INTERVAL", default=3),
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(env.float("DB_TCP_USER_TIMEOUT", default=20.0) * 1000),
+            **_server_timeouts(*_DB_TIMEOUTS),
         }
     )
     # A connection pool per process (psycopg_pool): a request borrows a connection and gives it
@@ -217,7 +273,29 @@ REPO_PATH_ROOTS = [
 ]
 
 BUGTRACKER_WORKER = env.bool("BUGTRACKER_WORKER", default=False)
-REMEDIATION_COMMAND = env.json("REMEDIATION_COMMAND", default=[])
+
+
+def argv_setting(name: str) -> list[str]:
+    """A JSON list of strings from the environment (an argv), or one line naming the variable."""
+    raw = env.str(name, default="")
+    if not raw.strip():
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f'{name} must be a JSON list of strings, e.g. ["/usr/local/bin/fixer", "--fast"]; '
+            f"it is not JSON ({exc})."
+        ) from None
+    if not isinstance(value, list) or not all(isinstance(part, str) and part for part in value):
+        raise ImproperlyConfigured(
+            f'{name} must be a JSON list of non-empty strings, e.g. ["/usr/local/bin/fixer"]; '
+            f"got {raw.strip()[:80]}."
+        )
+    return value
+
+
+REMEDIATION_COMMAND = argv_setting("REMEDIATION_COMMAND")
 REMEDIATION_TIMEOUT = env.float("REMEDIATION_TIMEOUT", default=600.0)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", default=5.0)
 WORKER_THREADS = env.int("WORKER_THREADS", default=2)
@@ -232,6 +310,8 @@ WORKER_SHUTDOWN_SECONDS = env.float("WORKER_SHUTDOWN_SECONDS", default=10.0)
 BACKLOG_ALERT_MAX_OPEN = env.int("BACKLOG_ALERT_MAX_OPEN", default=500)
 BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=168.0)
 LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
+# Reports imported `in_progress` come in claimed by `legacy` for this long (0: not claimed).
+LEGACY_CLAIM_HOURS = env.float("LEGACY_CLAIM_HOURS", default=24.0)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {

@@ -168,9 +168,10 @@ def report_run_succeeded(
     resolution_notes: str = "",
     commit_shas: list[str] | None = None,
     verify: bool = False,
+    resolved_in_release: str | None = None,
 ) -> BugReport:
     """The runner exited 0: close the run and resolve the report (or hand it over for
-    verification) with what the runner said, clearing the claim."""
+    verification) with what the runner said (validated as a resolve body), clearing the claim."""
     with transaction.atomic():
         report = _locked(report_id)
         now = db_now()
@@ -198,6 +199,8 @@ def report_run_succeeded(
             commit_shas=list(commit_shas) if commit_shas is not None else report.commit_shas,
             next_attempt_at=None,
         )
+        if resolved_in_release:
+            changes["resolved_in_release"] = resolved_in_release
         _save(report, changes)
         event_write(
             report=report,

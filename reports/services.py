@@ -158,7 +158,9 @@ def report_create(
     """Insert one report with its `created` event. Dedup and enrichment hook in here."""
     from dedup.services import report_group_new  # dedup imports this module
 
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (an Idempotency-Key's): two round trips
+    # per submission, and a failure here fails the whole request anyway.
+    with transaction.atomic(savepoint=False):
         report = report_build(data=data, created_at=created_at)
         writes = Writes()
         writes.insert(report)

@@ -1,7 +1,9 @@
 """The human glance at the tracker: what `bugstatus --json` prints and the summary API returns.
 
 Counts take every report, duplicates included (`canonical` and `duplicates` split them);
-the whole object costs a constant number of queries, whatever the number of reports.
+`open_incidents` counts open canonical reports only, and the backlog alert on size uses it
+(one error storm is one incident, however many duplicates it brings). The whole object costs
+a constant number of queries, whatever the number of reports.
 """
 
 from datetime import datetime
@@ -15,6 +17,8 @@ from dedup.models import DedupGroup
 from .models import DONE_STATUSES, OPEN_STATUSES, BugReport, Severity, Status
 
 TOP_GROUPS = 5
+# An incident: an open canonical report (its duplicates are occurrences of the same bug).
+OPEN_INCIDENT = Q(status__in=OPEN_STATUSES, duplicate_of__isnull=True)
 
 
 def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS) -> dict:
@@ -27,6 +31,7 @@ def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS)
     totals = BugReport.objects.aggregate(
         sla_breached=Count("id", filter=Q(status__in=OPEN_STATUSES, sla_due_at__lt=now)),
         duplicates=Count("id", filter=Q(duplicate_of__isnull=False)),
+        open_incidents=Count("id", filter=OPEN_INCIDENT),
         oldest_open_at=Min("created_at", filter=Q(status__in=OPEN_STATUSES)),
     )
     by_status = {status: sum(row.values()) for status, row in matrix.items()}
@@ -46,10 +51,15 @@ def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS)
         "sla_breached": totals["sla_breached"],
         "canonical": total - totals["duplicates"],
         "duplicates": totals["duplicates"],
+        "open_incidents": totals["open_incidents"],
         "oldest_open_at": oldest_open_at.isoformat() if oldest_open_at else None,
         "oldest_open_age_seconds": round(oldest_age) if oldest_age is not None else None,
         "top_groups": _top_groups(top_groups),
-        "backlog_alerts": backlog_alerts(open_count=open_count, oldest_open_age_seconds=oldest_age),
+        "backlog_alerts": backlog_alerts(
+            open_incidents=totals["open_incidents"],
+            open_count=open_count,
+            oldest_open_age_seconds=oldest_age,
+        ),
     }
 
 
@@ -74,25 +84,47 @@ def _top_groups(limit: int) -> list[dict]:
     ]
 
 
+def backlog_state() -> dict:
+    """What the backlog alerts look at, in one query: open incidents, open reports (with
+    duplicates) and the age of the oldest open report."""
+    row = BugReport.objects.aggregate(
+        open_incidents=Count("id", filter=OPEN_INCIDENT),
+        open=Count("id", filter=Q(status__in=OPEN_STATUSES)),
+        oldest=Min("created_at", filter=Q(status__in=OPEN_STATUSES)),
+    )
+    oldest = row["oldest"]
+    return {
+        "open_incidents": row["open_incidents"],
+        "open": row["open"],
+        "oldest_open_age_seconds": (
+            round((timezone.now() - oldest).total_seconds()) if oldest else None
+        ),
+    }
+
+
 def backlog_alerts(
-    *, open_count: int | None = None, oldest_open_age_seconds: float | None = None
+    *,
+    open_incidents: int | None = None,
+    open_count: int | None = None,
+    oldest_open_age_seconds: float | None = None,
 ) -> list[str]:
     """Human-readable alerts when the open backlog is too large or too old; [] when healthy.
 
-    Called with the numbers when the caller has them already (report_summary), or bare
-    (the worker, the admin status), when it asks the database itself: one query.
+    Too large: more open incidents (canonical reports) than BACKLOG_ALERT_MAX_OPEN; duplicates
+    do not count. Called with the numbers when the caller has them already (report_summary),
+    or bare (the worker, the admin status, `bugstatus --check`): then one query.
     """
-    if open_count is None:
-        row = BugReport.objects.filter(status__in=OPEN_STATUSES).aggregate(
-            n=Count("id"), oldest=Min("created_at")
-        )
-        open_count = row["n"]
-        oldest = row["oldest"]
-        oldest_open_age_seconds = (timezone.now() - oldest).total_seconds() if oldest else None
+    if open_incidents is None:
+        state = backlog_state()
+        open_incidents, open_count = state["open_incidents"], state["open"]
+        oldest_open_age_seconds = state["oldest_open_age_seconds"]
     alerts = []
     max_open = settings.BACKLOG_ALERT_MAX_OPEN
-    if max_open and open_count > max_open:
-        alerts.append(f"{open_count} open reports, more than BACKLOG_ALERT_MAX_OPEN={max_open}.")
+    if max_open and open_incidents > max_open:
+        alerts.append(
+            f"{open_incidents} open incidents (canonical reports; {open_count} open reports "
+            f"with their duplicates), more than BACKLOG_ALERT_MAX_OPEN={max_open}."
+        )
     max_age_hours = settings.BACKLOG_ALERT_MAX_AGE_HOURS
     if max_age_hours and oldest_open_age_seconds is not None:
         age_hours = oldest_open_age_seconds / 3600

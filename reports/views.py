@@ -105,6 +105,11 @@ SUMMARY_SCHEMA = {
         "sla_breached": {"type": "integer"},
         "canonical": {"type": "integer", "description": "Reports that are not duplicates."},
         "duplicates": {"type": "integer"},
+        "open_incidents": {
+            "type": "integer",
+            "description": "Open canonical reports (duplicates not counted): what the "
+            "BACKLOG_ALERT_MAX_OPEN alert counts.",
+        },
         "oldest_open_at": {"type": "string", "format": "date-time", "nullable": True},
         "oldest_open_age_seconds": _NULLABLE_INT,
         "top_groups": {"type": "array", "items": {"type": "object"}},
@@ -604,7 +609,8 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @extend_schema(
         summary="The human glance",
         description="Counts by status and severity, open, done, SLA breaches, oldest open, "
-        "duplicates, top groups; the same object as `manage.py bugstatus --json`.",
+        "duplicates, open incidents (open canonical reports), top groups and backlog alerts; "
+        "the same object as `manage.py bugstatus --json`.",
         responses={
             200: OpenApiResponse(SUMMARY_SCHEMA, description="Summary object."),
             **problems(401, 403),

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,11 +35,13 @@ from django.db import connection
 from django.utils import timezone
 
 from bugtracker.domain import DomainError
+from bugtracker.errors import flatten_errors
 from bugtracker.work_queue import WorkQueue, close_stale_connections
 
 from . import automation
 from .errors import LeaseLost
 from .models import BugReport, RunOutcome
+from .serializers import ResolveSerializer
 
 logger = logging.getLogger("reports.worker")
 
@@ -76,6 +79,9 @@ class RunResult:
     duration: float = 0.0
     lease_lost: bool = False
     aborted: bool = False
+    # The command never started (missing, not executable, bad interpreter): the operator's
+    # error, never counted against the report.
+    spawn_failed: bool = False
 
 
 class _Tail:
@@ -164,6 +170,7 @@ def run_command(
             output_tail="",
             error=f"Could not start the remediation command: {exc}",
             duration=time.monotonic() - started,
+            spawn_failed=True,
         )
     threads = [
         threading.Thread(target=_feed, args=(process.stdin, stdin), daemon=True),
@@ -264,24 +271,65 @@ def run_command(
     )
 
 
+class InvalidResult(ValueError):
+    """The command's result line was refused; the message says why."""
+
+
 def parse_result_line(line: str) -> dict[str, Any]:
-    """`resolution_notes`, `commit_shas`, `verify` from a JSON last stdout line; {} otherwise.
-    Values of the wrong type are ignored rather than trusted."""
+    """The result a remediation prints as its last stdout line, validated as the API's resolve
+    validates its body (`ResolveSerializer`: `resolution_notes`, `commit_shas`, `verify`,
+    `resolved_in_release`; unknown fields refused). A line that is not a JSON object is plain
+    output: {}. A JSON object that fails validation, or a line that starts like one but is not
+    JSON, raises InvalidResult."""
+    text = (line or "").strip()
     try:
-        data = json.loads(line)
-    except (TypeError, ValueError):
+        data = json.loads(text)
+    except ValueError as exc:
+        if text.startswith("{"):
+            raise InvalidResult(f"The result line is not valid JSON: {exc}.") from None
         return {}
     if not isinstance(data, dict):
         return {}
-    result: dict[str, Any] = {}
-    if isinstance(data.get("resolution_notes"), str):
-        result["resolution_notes"] = data["resolution_notes"]
-    shas = data.get("commit_shas")
-    if isinstance(shas, list) and all(isinstance(s, str) for s in shas):
-        result["commit_shas"] = shas
-    if isinstance(data.get("verify"), bool):
-        result["verify"] = data["verify"]
-    return result
+    serializer = ResolveSerializer(data=data)
+    if not serializer.is_valid():
+        problems = "; ".join(
+            f"{name}: {' '.join(m.rstrip('.') for m in messages)}"
+            for name, messages in flatten_errors(serializer.errors).items()
+        )
+        raise InvalidResult(f"The result line was refused: {problems}.")
+    return dict(serializer.validated_data)
+
+
+def command_problem(argv: Sequence[str]) -> str | None:
+    """Why `argv` cannot be started, or None when its program exists and is executable
+    (an empty command is not a problem: it means no automation)."""
+    if not argv:
+        return None
+    program = argv[0]
+    if os.sep not in program:
+        if shutil.which(program) is None:
+            return f"REMEDIATION_COMMAND: {program!r} is not found on PATH."
+        return None
+    if not os.path.exists(program):
+        return f"REMEDIATION_COMMAND: {program} does not exist."
+    if os.path.isdir(program):
+        return f"REMEDIATION_COMMAND: {program} is a directory, not a program."
+    if not os.access(program, os.X_OK):
+        return f"REMEDIATION_COMMAND: {program} is not executable."
+    return None
+
+
+def command_signature(argv: Sequence[str]) -> tuple | None:
+    """What identifies the installed program (path, mtime, size, mode): a program that could
+    not start is tried again only once this changes."""
+    if not argv:
+        return None
+    program = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
+    try:
+        stat = os.stat(program or "")
+    except OSError:
+        return None
+    return (program, stat.st_mtime_ns, stat.st_size, stat.st_mode)
 
 
 def runner_environment(report_id) -> dict[str, str]:
@@ -338,6 +386,9 @@ class RemediationWorker:
         self.last_scan_at: datetime | None = None
         self.last_scan_claimed = 0
         self.last_backlog_alerts: list[Any] = []
+        # Why this worker refuses to run remediations (a command that cannot start), or None.
+        self.command_problem: str | None = None
+        self._spawn_failure: tuple[tuple | None, str] | None = None
         self._tokens: dict[uuid.UUID, str] = {}
         self._tokens_lock = threading.Lock()
         self._stop = threading.Event()
@@ -368,6 +419,7 @@ class RemediationWorker:
                 "REMEDIATION_COMMAND is empty: worker %s runs its periodic duties but claims no reports.",
                 self.holder,
             )
+        self.command_ready()
         self.started_at = timezone.now()
         self.queue.start()
         self._scanner = threading.Thread(
@@ -439,9 +491,33 @@ class RemediationWorker:
         finally:
             connection.close()
 
+    def command_ready(self) -> bool:
+        """Check the command (at start and before each claim): a worker whose command cannot
+        start claims nothing, says so in one log line and in its status, and takes up work
+        again by itself once the command is fixed."""
+        problem = command_problem(self.command)
+        if problem is None and self._spawn_failure is not None:
+            signature, message = self._spawn_failure
+            if signature == command_signature(self.command):
+                problem = message
+            else:
+                self._spawn_failure = None
+        if problem != self.command_problem:
+            if problem:
+                logger.error(
+                    "Worker %s refuses to run remediations: %s It claims no reports until the "
+                    "command is fixed.",
+                    self.holder,
+                    problem,
+                )
+            else:
+                logger.info("Worker %s: REMEDIATION_COMMAND is usable again.", self.holder)
+            self.command_problem = problem
+        return problem is None
+
     def claim_next(self) -> BugReportWorkItem | None:
         """Claim one automatable report for this worker; None when nothing is due."""
-        if not self.command or self._stop.is_set():
+        if not self.command or self._stop.is_set() or not self.command_ready():
             return None
         claimed = automation.report_claim_for_automation(
             actor=self.holder, lease_seconds=self.lease_seconds
@@ -544,6 +620,23 @@ class RemediationWorker:
             return False
 
     def _record(self, report_id, run_id: int, token: str, result: RunResult) -> bool:
+        if result.spawn_failed:
+            # The operator's error, not the report's: no attempt counted, automation left on,
+            # and no more claims until the command changes.
+            self._spawn_failure = (
+                command_signature(self.command),
+                f"REMEDIATION_COMMAND: {result.error}",
+            )
+            self.command_ready()
+            automation.report_run_abandoned(
+                report_id=report_id,
+                run_id=run_id,
+                actor=self.holder,
+                claim_token=token,
+                reason=f"{result.error} The command is misconfigured; the report goes back "
+                "to the queue and no attempt is counted.",
+            )
+            return False
         if result.lease_lost:
             automation.run_finish(
                 run_id=run_id,
@@ -562,16 +655,26 @@ class RemediationWorker:
             )
             return False
         if result.outcome == RunOutcome.SUCCEEDED:
-            automation.report_run_succeeded(
-                report_id=report_id,
-                run_id=run_id,
-                actor=self.holder,
-                claim_token=token,
-                exit_code=0,
-                output_tail=result.output_tail,
-                **parse_result_line(result.last_stdout_line),
-            )
-            return True
+            try:
+                resolution = parse_result_line(result.last_stdout_line)
+            except InvalidResult as exc:
+                result = RunResult(
+                    outcome=RunOutcome.FAILED,
+                    exit_code=0,
+                    output_tail=result.output_tail,
+                    error=f"Exited 0, but the report was not resolved. {exc}",
+                )
+            else:
+                automation.report_run_succeeded(
+                    report_id=report_id,
+                    run_id=run_id,
+                    actor=self.holder,
+                    claim_token=token,
+                    exit_code=0,
+                    output_tail=result.output_tail,
+                    **resolution,
+                )
+                return True
         automation.report_run_failed(
             report_id=report_id,
             run_id=run_id,
@@ -656,6 +759,7 @@ class RemediationWorker:
             "last_scan_claimed": self.last_scan_claimed,
             "poll_seconds": self.poll_seconds,
             "command_configured": bool(self.command),
+            "command_problem": self.command_problem,
             "queue": self.queue.metrics().as_dict(),
         }
 

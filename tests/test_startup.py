@@ -56,3 +56,27 @@ def test_make_serve_without_a_key_says_so_in_one_line_before_touching_the_databa
     assert len(lines) == 1, result.stderr
     assert "SECRET_KEY" in lines[0] and "Traceback" not in result.stderr
     assert not database.exists()  # migrate never ran
+
+
+def manage(*args, **env) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_remediation_command_that_is_not_a_json_list_stops_every_command_with_one_line():
+    for value in ("/usr/bin/fixer --fast", '"fixer"', "[1, 2]", '{"argv": []}'):
+        for command in (["check"], ["bugstatus"], ["run_worker", "--once"], ["migrate"]):
+            result = manage(*command, REMEDIATION_COMMAND=value)
+            assert result.returncode == 1, (value, command, result.stdout)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, result.stderr
+            assert lines[0].startswith(
+                "Configuration error: REMEDIATION_COMMAND must be a JSON list"
+            )

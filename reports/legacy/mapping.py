@@ -21,6 +21,8 @@ from reports.models import BugReport, EventKind, Severity, Source, Status
 LEGACY_NAMESPACE = uuid.UUID("6f1c0b1e-4a52-5d4e-9a57-3b0c8f2d9e11")
 # Files the LEGACY_MIRROR_DIR writer produces carry this key (see reports/legacy/mirror.py).
 MIRROR_MARKER = "_bugtracker"
+# The claim holder of reports imported `in_progress` (LEGACY_CLAIM_HOURS, docs/rollout.md).
+LEGACY_HOLDER = "legacy"
 
 STATUS_MAP = {
     "open": Status.NEW,
@@ -120,10 +122,15 @@ class LegacyReport:
     digest: str
     # The report a LEGACY_MIRROR_DIR file was written from (None for real legacy files).
     mirror_of: uuid.UUID | None = None
+    # Remediation attempts the old system made: history, kept apart from `attempts`, which
+    # counts only runs made here (MAX_ATTEMPTS applies to those).
+    legacy_attempts: int = 0
 
     @property
     def metadata(self) -> dict:
         legacy: dict[str, Any] = {"id": self.legacy_id, "digest": self.digest}
+        if self.legacy_attempts:
+            legacy["attempts"] = self.legacy_attempts
         if self.extra:
             legacy["extra"] = self.extra
         return {"legacy": legacy}
@@ -337,7 +344,7 @@ def map_legacy(raw: dict) -> LegacyReport:
     _map_notes(m, raw.get("notes"), created_at)
     last_known = max([created_at, resolved_at or created_at, *(e.created_at for e in m.events)])
     m.fields["updated_at"] = updated_at or last_known
-    _map_agent(m, raw.get("agent"), m.fields["updated_at"])
+    legacy_attempts = _map_agent(m, raw.get("agent"), m.fields["updated_at"])
 
     for key, value in raw.items():
         if key not in KNOWN_KEYS:
@@ -346,6 +353,11 @@ def map_legacy(raw: dict) -> LegacyReport:
     legacy_id = _legacy_id(raw, m, digest)
     m.fields["legacy_id"] = legacy_id
     mirror_of = _mirror_of(raw)
+    if mirror_of is not None:
+        # Our own mirror says how many of its attempts were runs made here.
+        here = raw[MIRROR_MARKER].get("attempts")
+        if isinstance(here, int) and not isinstance(here, bool) and 0 <= here <= legacy_attempts:
+            m.fields["attempts"], legacy_attempts = here, legacy_attempts - here
     return LegacyReport(
         legacy_id=legacy_id,
         pk=mirror_of or legacy_pk(legacy_id),
@@ -354,6 +366,7 @@ def map_legacy(raw: dict) -> LegacyReport:
         extra=m.extra,
         digest=digest,
         mirror_of=mirror_of,
+        legacy_attempts=legacy_attempts,
     )
 
 
@@ -441,14 +454,17 @@ def _map_resolution(m: _Mapper, resolution: Any) -> None:
         m.keep("resolution", rest)
 
 
-def _map_agent(m: _Mapper, agent: Any, at: datetime) -> None:
+def _map_agent(m: _Mapper, agent: Any, at: datetime) -> int:
+    """`agent`: automation flag and last error; returns the attempts the old system made
+    (runs made here start from 0)."""
     m.fields["attempts"] = 0
     m.fields["automation_enabled"] = False
+    legacy_attempts = 0
     if agent is None:
-        return
+        return legacy_attempts
     if not isinstance(agent, dict):
         m.keep("agent", agent)
-        return
+        return legacy_attempts
     rest = {}
     for key, value in agent.items():
         if (
@@ -457,7 +473,7 @@ def _map_agent(m: _Mapper, agent: Any, at: datetime) -> None:
             and not isinstance(value, bool)
             and value >= 0
         ):
-            m.fields["attempts"] = value
+            legacy_attempts = value
         elif key == "automation_enabled" and isinstance(value, bool):
             m.fields["automation_enabled"] = value
         elif key == "last_error" and isinstance(value, str):
@@ -475,6 +491,7 @@ def _map_agent(m: _Mapper, agent: Any, at: datetime) -> None:
             rest[key] = value
     if rest:
         m.keep("agent", rest)
+    return legacy_attempts
 
 
 def _actor(value: Any) -> str:

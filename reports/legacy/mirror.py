@@ -3,7 +3,8 @@
 During the cut-over, old agents that read the flat files keep seeing every report. Each
 file is written atomically (temporary file + rename) after the transaction commits, from
 the committed row, under a directory lock so a slow writer never puts an older version over
-a newer one. Files carry a `_bugtracker` marker (`report_id`, `version`): `backfill_json`
+a newer one. Files carry a `_bugtracker` marker (`report_id`, `version`, `duplicate_of`, and
+`attempts`: how many of `agent.attempts` were runs made here): `backfill_json`
 recognises them, so mirroring and importing never echo each other's files back, and a
 mirrored file imported into an empty database gives back the same report.
 
@@ -136,7 +137,7 @@ def legacy_record(report: BugReport, events: list[BugReportEvent]) -> dict:
     context.update(report.telemetry or {})
     if context:
         record["context"] = context
-    record["agent"] = _agent(report, events, extra)
+    record["agent"] = _agent(report, events, legacy)
     notes = [
         {"at": _iso(e.created_at), "author": e.actor, "text": e.message}
         for e in events
@@ -170,12 +171,16 @@ def legacy_record(report: BugReport, events: list[BugReportEvent]) -> dict:
         "report_id": str(report.pk),
         "version": report.version,
         "duplicate_of": str(report.duplicate_of_id) if report.duplicate_of_id else None,
+        "attempts": report.attempts,
     }
     return record
 
 
-def _agent(report: BugReport, events: list[BugReportEvent], extra: dict) -> dict:
-    agent: dict = {"attempts": report.attempts, "automation_enabled": report.automation_enabled}
+def _agent(report: BugReport, events: list[BugReportEvent], legacy: dict) -> dict:
+    # Old agents count every attempt, theirs and ours; the marker keeps ours apart.
+    attempts = report.attempts + (legacy.get("attempts") or 0)
+    extra = legacy.get("extra") or {}
+    agent: dict = {"attempts": attempts, "automation_enabled": report.automation_enabled}
     errors = [
         e.message
         for e in events

@@ -4,18 +4,21 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from operator import itemgetter
+from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.fields.json import KT
 
-from reports.models import BugReport, BugReportEvent, EventKind
-from reports.services import sla_due_for
+from reports.models import BugReport, BugReportEvent, EventKind, Status
+from reports.services import db_now, sla_due_for
 
 from .bulk import in_list, insert_rows
-from .mapping import LegacyReport
+from .mapping import LEGACY_HOLDER, LegacyReport
 
 logger = logging.getLogger("reports.legacy")
 
@@ -111,8 +114,20 @@ def _report_attnames() -> tuple[str, ...]:
 EVENT_ATTNAMES = ("report_id", "kind", "actor", "message", "data", "created_at")
 
 
+def legacy_claim(*, status: str, now) -> dict[str, Any]:
+    """A report imported `in_progress` comes in claimed by `legacy` for LEGACY_CLAIM_HOURS
+    from its import: old agents may still be working on it during the cut-over, so
+    `claim-next` and the worker leave it alone until the lease runs out (or an admin releases
+    it). No token exists for this claim; 0 hours turns it off."""
+    hours = settings.LEGACY_CLAIM_HOURS
+    if status != Status.IN_PROGRESS or hours <= 0:
+        return {}
+    return {"claim_holder": LEGACY_HOLDER, "claim_expires_at": now + timedelta(hours=hours)}
+
+
 def _insert(items: list[BatchItem], *, actor: str) -> None:
     """The batch's reports and their events, as two bulk statements (see bulk.py)."""
+    now = db_now()
     attnames = _report_attnames()
     # Columns the mapping does not fill keep their model default (computed once per batch).
     template = {
@@ -124,25 +139,32 @@ def _insert(items: list[BatchItem], *, actor: str) -> None:
     for item in items:
         legacy = item.report
         fields = legacy.fields
+        claim = legacy_claim(status=fields["status"], now=now)
         values = {
             **template,
             **fields,
+            **claim,
             "id": legacy.pk,
             "metadata": legacy.metadata,
             "version": 1,
             "sla_due_at": sla_due_for(severity=fields["severity"], created_at=fields["created_at"]),
         }
         rows.append(row_of(values))
-        events.append(
-            (
-                legacy.pk,
-                EventKind.IMPORTED,
-                actor,
-                f"Imported from legacy report {legacy.legacy_id}.",
-                {"legacy_id": legacy.legacy_id, "from": item.where},
-                fields["created_at"],
+        message = f"Imported from legacy report {legacy.legacy_id}."
+        data: dict[str, Any] = {"legacy_id": legacy.legacy_id, "from": item.where}
+        if claim:
+            hours = settings.LEGACY_CLAIM_HOURS
+            message += (
+                f" In progress there: claimed by {LEGACY_HOLDER} for {hours:g} h "
+                "(LEGACY_CLAIM_HOURS) while old agents may still work on it."
             )
-        )
+            data["claim_hours"] = hours
+        if legacy.legacy_attempts:
+            message += (
+                f" Its {legacy.legacy_attempts} attempt(s) in the old system do not count "
+                "against MAX_ATTEMPTS."
+            )
+        events.append((legacy.pk, EventKind.IMPORTED, actor, message, data, fields["created_at"]))
         events.extend(
             (legacy.pk, e.kind, e.actor, e.message, e.data, e.created_at) for e in legacy.events
         )

@@ -38,8 +38,8 @@ class Answer:
 class LiveServer:
     """gunicorn (one worker, production settings) on a free port; its log goes to `log_path`."""
 
-    def __init__(self, *, database_url: str, log_path: Path, **environ: str):
-        self.port = free_port()
+    def __init__(self, *, database_url: str, log_path: Path, port: int | None = None, **environ):
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = {
@@ -79,6 +79,12 @@ class LiveServer:
             time.sleep(0.3)
         raise AssertionError(f"server did not come up:\n{self.log_path.read_text()}")
 
+    def crash(self) -> None:
+        """SIGKILL the master and its workers at once, as a crashed machine would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def __exit__(self, *exc):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -90,28 +96,37 @@ class LiveServer:
         self._log.close()
 
     def request(self, method: str, path: str, body=None, headers=None, timeout=30) -> Answer:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return Answer(response.status, dict(response.headers), response.read())
-        except urllib.error.HTTPError as error:
-            return Answer(error.code, dict(error.headers), error.read())
+        return http_request(self.base, method, path, body, headers, timeout)
+
+
+def http_request(base: str, method: str, path: str, body=None, headers=None, timeout=30) -> Answer:
+    """One JSON request; an HTTP error status is an Answer, a network failure raises OSError."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, dict(error.headers), error.read())
 
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to an upstream address; `cut()` drops every connection and
-    refuses new ones (the database is down), `restore()` lets them through again."""
+    refuses new ones (the database is down), `restore()` lets them through again.
+    `black_hole()` stops forwarding without closing anything (new connections are accepted
+    and held): a network that swallows packets, or a stuck middlebox; `restore()` resumes."""
 
     def __init__(self, upstream: tuple[str, int]):
         self.upstream = upstream
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.down = threading.Event()
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.stopped = threading.Event()
         self.lock = threading.Lock()
         self.sockets: set[socket.socket] = set()
@@ -131,8 +146,12 @@ class TcpProxy:
         self.down.set()
         self._drop_all()
 
+    def black_hole(self) -> None:
+        self.flowing.clear()
+
     def restore(self) -> None:
         self.down.clear()
+        self.flowing.set()
 
     def _drop_all(self) -> None:
         with self.lock:
@@ -151,20 +170,25 @@ class TcpProxy:
             if self.down.is_set():
                 client.close()
                 continue
-            try:
-                upstream = socket.create_connection(self.upstream, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets |= {client, upstream}
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        self.flowing.wait()
+        try:
+            upstream = socket.create_connection(self.upstream, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        with self.lock:
+            self.sockets |= {client, upstream}
+        for source, target in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:
-            while chunk := source.recv(65536):
+            while self.flowing.wait() and (chunk := source.recv(65536)):
+                self.flowing.wait()
                 target.sendall(chunk)
         except OSError:
             pass

@@ -152,7 +152,9 @@ def test_imported_reports_keep_their_timestamps_history_and_unknown_keys():
     assert with_screenshots.created_at.isoformat() == "2025-06-23T11:37:00+00:00"  # epoch ms
 
     with_agent = BugReport.objects.get(legacy_id="109257f7-6862-bf79-3f4f-8b9d28f1a81b")
-    assert (with_agent.attempts, with_agent.automation_enabled) == (1, True)
+    # The old system's attempt is history, not a run made here (docs/rollout.md).
+    assert (with_agent.attempts, with_agent.automation_enabled) == (0, True)
+    assert with_agent.metadata["legacy"]["attempts"] == 1
     assert with_agent.events.get(kind="agent_log").message == "docker runner exited with status 1"
     assert with_agent.environment == "production"
 

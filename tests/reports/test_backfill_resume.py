@@ -41,10 +41,15 @@ def child_env(**extra) -> dict:
 
 
 def snapshot() -> tuple:
-    """Everything the import writes, without surrogate ids (dedup groups: by fingerprint)."""
+    """Everything the import writes, without surrogate ids (dedup groups: by fingerprint).
+    The `legacy` claim's lease runs from each batch's import, so only its presence counts."""
     fingerprints = dict(DedupGroup.objects.values_list("id", "fingerprint"))
     reports = [
-        {**row, "dedup_group_id": fingerprints.get(row["dedup_group_id"])}
+        {
+            **row,
+            "dedup_group_id": fingerprints.get(row["dedup_group_id"]),
+            "claim_expires_at": row["claim_expires_at"] is not None,
+        }
         for row in BugReport.objects.order_by("id").values()
     ]
     by_text = {str(k): v for k, v in fingerprints.items()}

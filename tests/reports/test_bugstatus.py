@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 
 KEYS = {
     "total",
+    "open_incidents",
     "open",
     "done",
     "by_status",
@@ -97,6 +98,7 @@ def test_summary_counts_every_report_duplicates_included(tracker):
     assert summary["by_severity"] == {"critical": 1, "high": 2, "medium": 2, "low": 2}
     assert summary["by_status_severity"]["new"] == {"critical": 1, "high": 2, "medium": 1, "low": 1}
     assert (summary["canonical"], summary["duplicates"]) == (5, 2)
+    assert summary["open_incidents"] == 3  # open canonical reports: critical, high, medium
     assert summary["sla_breached"] == 1
     assert 239 * 3600 < summary["oldest_open_age_seconds"] < 241 * 3600
     assert summary["top_groups"] == [
@@ -221,7 +223,8 @@ def test_a_list_of_matching_reports(tracker):
     output = bugstatus("--status", "open", "--severity", "critical,high", "--limit", "2")
 
     assert "2 of 3 reports" in output
-    assert str(tracker["critical"].pk) in output  # critical first (priority order)
+    assert str(tracker["critical"].pk)[:8] in output  # critical first (priority order)
+    assert str(tracker["critical"].pk) not in output, "short ids in lists"
     assert "breached" in output
 
     data = json.loads(bugstatus("--status", "done", "--json"))
@@ -246,8 +249,12 @@ def test_check_exits_1_only_when_a_backlog_alert_fires(settings):
     with pytest.raises(SystemExit) as exit_info:
         call_command("bugstatus", "--check", stdout=out)
     assert exit_info.value.code == 1
-    assert out.getvalue().strip() == "ALERT: 2 open reports, more than BACKLOG_ALERT_MAX_OPEN=1."
-    assert backlog_alerts() == ["2 open reports, more than BACKLOG_ALERT_MAX_OPEN=1."]
+    alert = (
+        "2 open incidents (canonical reports; 2 open reports with their duplicates), more than "
+        "BACKLOG_ALERT_MAX_OPEN=1."
+    )
+    assert out.getvalue().strip() == f"ALERT: {alert}"
+    assert backlog_alerts() == [alert]
 
 
 @pytest.mark.django_db(transaction=True)

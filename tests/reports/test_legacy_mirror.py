@@ -98,6 +98,7 @@ def test_new_and_changed_reports_are_written_as_legacy_files(
         "report_id": str(report.pk),
         "version": 1,
         "duplicate_of": None,
+        "attempts": 0,
     }
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -2,7 +2,8 @@
 """A stand-in remediation command for the worker tests.
 
 Reads the report JSON on stdin and does what `metadata.mode` says: `succeed` (default),
-`verify`, `plain` (exit 0 without a JSON line), `fail`, `hang`, `hang_once`, `spawn_and_hang`,
+`verify`, `plain` (exit 0 without a JSON line), `bad_result` (exit 0 with a result line the
+resolve validation refuses), `fail`, `hang`, `hang_once`, `spawn_and_hang`,
 `sleep:N`. Appends "<report id> <pid> <mode>" to $REMEDIATION_LOG and keeps the stdin it got
 under $REMEDIATION_LOG.d/<id>.json.
 """
@@ -54,6 +55,9 @@ def main() -> int:
         return 3
     if mode == "plain":
         print("done, nothing to say")
+        return 0
+    if mode == "bad_result":
+        print(json.dumps({"commit_shas": ["zz-not-hex"], "extra": 1}))
         return 0
     result = {
         "resolution_notes": f"Fixed: {report['title']}",

@@ -86,7 +86,7 @@ def test_admin_status_shows_backlog_alerts(admin_client, settings):
     make_report()
     make_report()
     alerts = admin_client.get("/api/admin/status").json()["backlog_alerts"]
-    assert len(alerts) == 1 and "2 open reports" in alerts[0]
+    assert len(alerts) == 1 and alerts[0].startswith("2 open incidents")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -4,7 +4,15 @@ import sys
 import threading
 import time
 
-from reports.worker import OUTPUT_TAIL_BYTES, parse_result_line, run_command
+import pytest
+
+from reports.worker import (
+    OUTPUT_TAIL_BYTES,
+    InvalidResult,
+    command_problem,
+    parse_result_line,
+    run_command,
+)
 
 from .helpers import COMMAND, pid_alive
 
@@ -71,10 +79,30 @@ def test_abort_stops_a_running_command(tmp_path):
     assert result.aborted and result.outcome == "crashed"
 
 
-def test_a_command_that_cannot_start_is_a_crash(tmp_path):
+def test_a_command_that_cannot_start_is_a_spawn_failure(tmp_path):
     result = run_command(argv=[str(tmp_path / "missing")], stdin=b"{}", env={}, timeout=5)
-    assert (result.outcome, result.exit_code) == ("crashed", None)
+    assert (result.outcome, result.exit_code, result.spawn_failed) == ("crashed", None, True)
     assert "Could not start the remediation command" in result.error
+
+
+def test_command_problem_names_what_is_wrong_with_the_program(tmp_path):
+    script = tmp_path / "fixer"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    assert command_problem([]) is None, "no command is no automation, not a problem"
+    assert command_problem([sys.executable, "-c", "pass"]) is None
+    assert command_problem(["sh", "-c", "true"]) is None, "a bare name is looked up on PATH"
+    assert command_problem(["/nonexistent/fixer"]) == (
+        "REMEDIATION_COMMAND: /nonexistent/fixer does not exist."
+    )
+    assert command_problem([str(script)]) == f"REMEDIATION_COMMAND: {script} is not executable."
+    assert command_problem([str(tmp_path)]) == (
+        f"REMEDIATION_COMMAND: {tmp_path} is a directory, not a program."
+    )
+    assert command_problem(["no-such-fixer-anywhere"]) == (
+        "REMEDIATION_COMMAND: 'no-such-fixer-anywhere' is not found on PATH."
+    )
+    script.chmod(0o755)
+    assert command_problem([str(script), "--fast"]) is None
 
 
 def test_output_tail_keeps_only_the_end_of_a_long_output():
@@ -96,14 +124,33 @@ def test_a_command_that_ignores_a_large_stdin_does_not_block():
     assert result.outcome == "succeeded"
 
 
-def test_result_lines_of_the_wrong_shape_are_ignored():
+def test_plain_output_is_no_result_line():
     assert parse_result_line("not json") == {}
     assert parse_result_line("[1, 2]") == {}
-    assert parse_result_line('{"resolution_notes": 5, "commit_shas": "abc", "verify": "yes"}') == {}
+    assert parse_result_line('"done"') == {}
+    assert parse_result_line("") == {}
+
+
+def test_a_result_line_is_validated_as_the_resolve_body_is():
     assert parse_result_line('{"resolution_notes": "ok", "verify": true}') == {
         "resolution_notes": "ok",
         "verify": True,
     }
+    assert parse_result_line('{"commit_shas": ["0123abcd"], "resolved_in_release": "v2"}') == {
+        "commit_shas": ["0123abcd"],
+        "resolved_in_release": "v2",
+        "verify": False,
+    }
+    with pytest.raises(InvalidResult) as refused:
+        parse_result_line('{"commit_shas": ["zz-not-hex"], "extra": 1}')
+    assert str(refused.value) == (
+        "The result line was refused: commit_shas.0: This value does not match the required "
+        "pattern; extra: Unknown field."
+    )
+    with pytest.raises(InvalidResult, match="resolution_notes: Must be a string"):
+        parse_result_line('{"resolution_notes": 5, "commit_shas": "abc", "verify": "yes"}')
+    with pytest.raises(InvalidResult, match="not valid JSON"):
+        parse_result_line("{'commit_shas': ['abc1']}")
 
 
 def test_the_command_gets_the_report_id_but_not_the_apps_secrets(monkeypatch):

@@ -312,3 +312,20 @@ def test_duties_run_on_their_own_schedule_not_every_poll(settings):
     worker.run_duties()
     worker.run_duties()
     assert calls == ["lease_sweep", "telemetry_enrichment", "backlog_alerts"]
+
+
+def test_a_result_line_the_resolve_validation_refuses_fails_the_run_saying_why(worker):
+    report = automatable("bad_result")
+    assert run_next(worker)
+    report.refresh_from_db()
+    assert (report.status, report.attempts, report.commit_shas) == ("triaged", 1, [])
+    assert report.resolution_notes == ""
+    run = report.runs.get()
+    assert (run.outcome, run.exit_code) == ("failed", 0)
+    why = (
+        "The result line was refused: commit_shas.0: This value does not match the required "
+        "pattern; extra: Unknown field."
+    )
+    assert why in run.error
+    failed = report.events.get(kind="run_failed")
+    assert why in failed.message and "was not resolved" in failed.message

@@ -1,22 +1,36 @@
 """`bugstatus`: the tracker at a glance for humans, as JSON for scripts, `--check` for cron."""
 
 import json
+import os
+import re
 import sys
 import uuid
 from datetime import datetime
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from reports.models import DONE_STATUSES, OPEN_STATUSES, AgentRun, BugReport, Severity, Status
 from reports.selectors import report_events, report_list
-from reports.summary import backlog_alerts, report_summary
+from reports.summary import backlog_alerts, backlog_state, report_summary
 
 DEFAULT_LIMIT = 50
+# Ids in lists are shown by their first 8 characters, as git shows commits; any unique prefix
+# of at least 4 hex digits finds a report.
+SHORT_ID = 8
+MIN_PREFIX = 4
+_HEX_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},32}}")
+# Off a terminal and without COLUMNS: wide enough that lines keep their titles.
+PIPE_WIDTH = 160
+# Optional list columns (assignee, age, duplicate of) are shown only while the title keeps this.
+TITLE_MIN = 30
+ASSIGNEE_MAX = 32
 STATUS_GROUPS = {"open": list(OPEN_STATUSES), "done": list(DONE_STATUSES)}
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
 
@@ -29,7 +43,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("report", nargs="?", metavar="ID", help="a report id or legacy id")
+        parser.add_argument(
+            "report",
+            nargs="?",
+            metavar="ID",
+            help=f"a report id, any unique prefix of it (at least {MIN_PREFIX} characters), "
+            "or a legacy id",
+        )
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
         parser.add_argument(
             "--status", help="comma list of statuses to list (also: open, done)", default=None
@@ -41,13 +61,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check",
             action="store_true",
-            help="print the backlog alerts and exit 1 when one fires (for cron and monitoring)",
+            help="print the backlog alerts (with --json: as JSON) and exit 1 when one fires "
+            "(for cron and monitoring)",
         )
 
     def handle(self, *args, **options):
         self.console = _console(self.stdout)
         if options["check"]:
-            return self._check()
+            return self._check(as_json=options["json"])
         if options["report"]:
             return self._one(options["report"], as_json=options["json"])
         if options["status"] or options["severity"] or options["limit"] is not None:
@@ -60,15 +81,33 @@ class Command(BaseCommand):
 
     # -- --check ---------------------------------------------------------------------------
 
-    def _check(self):
-        alerts = backlog_alerts()
-        if not alerts:
+    def _check(self, *, as_json: bool):
+        state = backlog_state()
+        alerts = backlog_alerts(
+            open_incidents=state["open_incidents"],
+            open_count=state["open"],
+            oldest_open_age_seconds=state["oldest_open_age_seconds"],
+        )
+        if as_json:
+            self._json(
+                {
+                    "ok": not alerts,
+                    "alerts": alerts,
+                    **state,
+                    "thresholds": {
+                        "max_open": settings.BACKLOG_ALERT_MAX_OPEN,
+                        "max_age_hours": settings.BACKLOG_ALERT_MAX_AGE_HOURS,
+                    },
+                }
+            )
+        elif alerts:
+            for alert in alerts:
+                self.stdout.write(f"ALERT: {alert}")
+        else:
             self.stdout.write("OK: no backlog alert.")
-            return
-        for alert in alerts:
-            self.stdout.write(f"ALERT: {alert}")
-        self.stdout.flush()
-        sys.exit(1)
+        if alerts:
+            self.stdout.flush()
+            sys.exit(1)
 
     # -- the summary -----------------------------------------------------------------------
 
@@ -105,6 +144,7 @@ class Command(BaseCommand):
         overview.add_row(
             "canonical / duplicates", f"{summary['canonical']} / {summary['duplicates']}"
         )
+        overview.add_row("open incidents", str(summary["open_incidents"]))
         oldest = summary["oldest_open_age_seconds"]
         overview.add_row(
             "oldest open",
@@ -123,7 +163,7 @@ class Command(BaseCommand):
             for group in summary["top_groups"]:
                 groups.add_row(
                     str(group["occurrences"]),
-                    group["canonical"],
+                    _short(group["canonical"]),
                     group["status"],
                     _escape(group["title"]),
                     group["last_seen"][:19],
@@ -186,10 +226,7 @@ class Command(BaseCommand):
                 " / ".join(filter(None, [report.trace_id, report.request_id])) or None,
             ),
             ("release", report.release_sha),
-            (
-                "automation",
-                f"{'on' if report.automation_enabled else 'off'}, {report.attempts} attempts",
-            ),
+            ("automation", _automation(report)),
             ("resolution", report.resolution_notes or None),
             ("commits", ", ".join(report.commit_shas) or None),
             ("legacy id", report.legacy_id),
@@ -258,62 +295,133 @@ class Command(BaseCommand):
 
             self._json({"count": total, "results": BugReportSerializer(rows, many=True).data})
             return
-        now = timezone.now()
-        table = Table(
-            title=f"{len(rows)} of {total} reports", box=box.SIMPLE_HEAD, title_justify="left"
-        )
-        table.add_column("id", no_wrap=True)
-        table.add_column("severity")
-        table.add_column("status")
-        table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=50)
-        table.add_column("age", justify="right")
-        table.add_column("SLA")
-        table.add_column("assignee")
-        table.add_column("duplicate of", no_wrap=True)
-        for report in rows:
-            table.add_row(
-                str(report.pk),
-                f"[{SEVERITY_STYLE[report.severity]}]{report.severity}[/]",
-                report.status,
-                _escape(report.title),
-                _age((now - report.created_at).total_seconds()),
-                "[red]breached[/red]" if report.sla_breached else "",
-                report.assignee_id or "",
-                str(report.duplicate_of_id or ""),
-            )
-        self.console.print(table)
+        self.console.print(_report_table(rows, total=total, width=self.console.width))
 
     def _json(self, data) -> None:
         self.stdout.write(json.dumps(data, indent=2, cls=DjangoJSONEncoder))
 
 
 def _console(stdout) -> Console:
-    """Colour and box drawing on a terminal; plain text anywhere else (pipes, files, tests)."""
+    """Colour and box drawing on a terminal; plain text anywhere else (pipes, files, tests).
+    The width is COLUMNS when set, else the terminal's, else PIPE_WIDTH."""
     stream = getattr(stdout, "_out", stdout)
     tty = hasattr(stream, "isatty") and stream.isatty()
+    columns = os.environ.get("COLUMNS", "").strip()
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else None
     return Console(
         file=stream,
         highlight=False,
         force_terminal=tty,
         no_color=not tty,
         color_system="auto" if tty else None,
-        width=None if tty else 160,
+        width=width or (None if tty else PIPE_WIDTH),
         emoji=False,
     )
 
 
+def _report_table(reports: list[BugReport], *, total: int, width: int) -> Table:
+    """id (short), severity, status, SLA and title always; assignee, age and duplicate-of (when
+    any row has one) while the title keeps TITLE_MIN characters. The title takes the rest."""
+    now = timezone.now()
+    cells: dict[str, list] = {
+        "id": [_short(r.pk) for r in reports],
+        "severity": [Text(r.severity, style=SEVERITY_STYLE[r.severity]) for r in reports],
+        "status": [r.status for r in reports],
+        "SLA": [_sla(r, now) for r in reports],
+        "assignee": [r.assignee_id or "" for r in reports],
+        "age": [_age((now - r.created_at).total_seconds()) for r in reports],
+        "duplicate of": [_short(r.duplicate_of_id) if r.duplicate_of_id else "" for r in reports],
+    }
+    widths = {
+        name: max([len(name), *(len(str(cell)) for cell in column)])
+        for name, column in cells.items()
+    }
+    widths["assignee"] = min(widths["assignee"], ASSIGNEE_MAX)
+    shown = ["id", "severity", "status", "SLA"]
+    # Each column costs its width, 2 of padding and 1 of separator; the title needs as much.
+    used = sum(widths[name] + 3 for name in shown) + 3
+    for optional in ("assignee", "age", "duplicate of"):
+        if any(cells[optional]) and width - used - widths[optional] - 3 >= TITLE_MIN:
+            shown.append(optional)
+            used += widths[optional] + 3
+    table = Table(
+        title=f"{len(reports)} of {total} reports",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+        expand=True,
+    )
+    for name in shown[:4]:
+        table.add_column(name, no_wrap=True, min_width=widths[name])
+    table.add_column("title", no_wrap=True, overflow="ellipsis", ratio=1)
+    for name in shown[4:]:
+        table.add_column(
+            name,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=widths[name],
+            max_width=widths[name],
+            justify="right" if name == "age" else "left",
+        )
+    for index, report in enumerate(reports):
+        row = [cells[name][index] for name in shown[:4]]
+        row.append(Text(report.title))
+        row.extend(Text(cells[name][index]) for name in shown[4:])
+        table.add_row(*row)
+    return table
+
+
+def _short(pk) -> str:
+    return str(pk)[:SHORT_ID]
+
+
+def _sla(report: BugReport, now: datetime) -> Text:
+    if not report.is_open or report.sla_due_at is None:
+        return Text("")
+    left = (report.sla_due_at - now).total_seconds()
+    if left <= 0:
+        return Text("breached", style="red")
+    return Text(f"in {_age(left)}")
+
+
+def _automation(report: BugReport) -> str:
+    text = f"{'on' if report.automation_enabled else 'off'}, {report.attempts} attempts"
+    legacy_attempts = ((report.metadata or {}).get("legacy") or {}).get("attempts")
+    if legacy_attempts:
+        text += f" (+{legacy_attempts} in the old system, not counted)"
+    return text
+
+
 def _find(ident: str) -> BugReport:
-    try:
-        pk = uuid.UUID(ident)
-    except ValueError:
-        pk = None
+    """A report by its id, its legacy id, or a unique prefix of its id (as git finds commits)."""
     queryset = report_list()
-    report = (queryset.filter(pk=pk).first() if pk else None) or queryset.filter(
-        legacy_id=ident
-    ).first()
-    if report is None:
-        raise CommandError(f"No bug report {ident!r} (give its id or its legacy id).")
-    return report
+    try:
+        report = queryset.filter(pk=uuid.UUID(ident)).first()
+    except ValueError:
+        report = None
+    report = report or queryset.filter(legacy_id=ident).first()
+    if report is not None:
+        return report
+    prefix = ident.strip().lower().replace("-", "")
+    if not _HEX_PREFIX.fullmatch(prefix):
+        raise CommandError(
+            f"No bug report {ident!r} (give its id, a prefix of it of at least {MIN_PREFIX} "
+            "characters, or its legacy id)."
+        )
+    # A range over the primary key, not a text match: the index answers it on every database.
+    low = uuid.UUID(prefix.ljust(32, "0"))
+    high = uuid.UUID(prefix.ljust(32, "f"))
+    found = list(queryset.filter(pk__range=(low, high)).order_by("pk")[:6])
+    if not found:
+        raise CommandError(f"No bug report whose id starts with {ident!r}.")
+    if len(found) > 1:
+        listed = ", ".join(_short(r.pk) if len(prefix) < SHORT_ID else str(r.pk) for r in found[:5])
+        more = " and more" if len(found) > 5 else ""
+        raise CommandError(
+            f"The prefix {ident!r} is ambiguous: it matches {listed}{more}. Give more characters."
+        )
+    return found[0]
 
 
 def _choices(value: str | None, allowed: list[str], groups: dict, flag: str) -> list[str]:

@@ -2,7 +2,7 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from reports.worker import RemediationWorker
 
@@ -74,6 +74,8 @@ class Command(BaseCommand):
                 claimed = worker.scan_once()
                 ran += claimed
                 worker.queue.wait_idle()
+                if worker.command_problem:
+                    raise CommandError(worker.command_problem)
                 if not claimed:
                     return ran
         finally:
