@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db import connection, connections
 from rest_framework import exceptions
 
+from .deadline import restart_deadline
+
 logger = logging.getLogger("bugtracker.wakeups")
 
 LISTENER_IDLE_SECONDS = 10.0
@@ -46,9 +48,11 @@ class Waiter:
         self._event.set()
 
     def wait(self, timeout: float) -> bool:
-        """Sleep until woken or `timeout` seconds; True when woken."""
+        """Sleep until woken or `timeout` seconds; True when woken. The request's database
+        deadline starts again after the sleep: only time spent on the database counts."""
         woken = self._event.wait(max(0.0, timeout))
         self._event.clear()
+        restart_deadline()
         return woken
 
 

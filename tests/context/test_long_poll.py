@@ -235,3 +235,25 @@ def test_no_long_poll_outlasts_the_operators_cap(agent_client, settings):
     assert agent_client.post(CLAIM_NEXT, {"wait": 60}, format="json").status_code == 204
     assert agent_client.get("/api/events?wait=60&after=WzAsIDk5OTk5OTk5XQ").status_code == 200
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_long_poll_outlives_the_requests_database_deadline(settings):
+    # The deadline cuts a request's connection after DB_REQUEST_DEADLINE seconds; a parked
+    # long-poll holds none and starts a fresh deadline for each look.
+    settings.DB_REQUEST_DEADLINE = 1
+    agent = client_for("agent", "patient-agent")
+    result = {}
+
+    def wait():
+        result["response"] = agent.post(CLAIM_NEXT, {"wait": 8, "component": "late"}, format="json")
+        connection.close()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(2.5)
+    report = make_report(component="late")
+    thread.join(15)
+    assert result["response"].status_code == 200, result["response"].content
+    assert result["response"].json()["report"]["id"] == str(report.pk)
