@@ -7,7 +7,8 @@ Everything comes from the environment, like the Django settings:
 - GUNICORN_THREADS: threads per worker for ordinary requests (default 4), plus WAIT_SLOTS
   (default 64) for long-polls parked asleep; more than one selects the gthread worker, which
   keeps connections alive between an agent's requests
-- DB_POOL_MAX: database connections per worker process (default GUNICORN_THREADS + 4), pooled
+- DB_POOL_MAX: database connections per worker process in a pool (default 0: one per thread);
+  with 64 agents long-polling, a pool keeps submissions at full speed (benchmarks/longpoll.py)
 - GUNICORN_TIMEOUT (default 30 s), GUNICORN_KEEPALIVE (default 5 s),
   GUNICORN_MAX_REQUESTS (default 0: never recycle workers)
 - GUNICORN_LIMIT_REQUEST_LINE (default 8190, gunicorn's largest; 0 for none): longer request
@@ -40,11 +41,6 @@ workers = _int("WEB_CONCURRENCY", max(2, os.cpu_count() or 1))
 working_threads = _int("GUNICORN_THREADS", 4)
 worker_class = "gthread" if working_threads > 1 else "sync"
 threads = working_threads + _int("WAIT_SLOTS", 64) if worker_class == "gthread" else 1
-# Served by gunicorn, each process borrows database connections from a pool (DB_POOL_MAX,
-# default: its ordinary threads and 4 more): the threads long-polls park in, and those idle
-# between requests, hold none; with a connection per thread, 64 parked agents cost
-# submissions 0.6-0.8x (reconnects), with the pool 1.1-1.4x (benchmarks/longpoll.py).
-os.environ.setdefault("DB_POOL_MAX", str(working_threads + 4))
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

@@ -176,7 +176,8 @@ else:
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": min(2, pool_max),
             "max_size": pool_max,
-            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            # Waiting for a connection is a database wait too: never past the request deadline.
+            "timeout": env.float("DB_POOL_TIMEOUT", default=min(10.0, DB_REQUEST_DEADLINE or 10.0)),
         }
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://bugtracker")}

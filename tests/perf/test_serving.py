@@ -28,8 +28,6 @@ def test_gunicorn_takes_workers_threads_and_address_from_the_environment(monkeyp
     assert conf.bind == ["0.0.0.0:9000"]
     # 8 threads for ordinary requests, 64 more for long-polls parked asleep (WAIT_SLOTS).
     assert (conf.workers, conf.threads, conf.worker_class) == (3, 72, "gthread")
-    # Each worker borrows database connections from a pool: parked threads hold none.
-    assert os.environ["DB_POOL_MAX"] == "12"
     conf = load_gunicorn_conf(monkeypatch, GUNICORN_THREADS="8", WAIT_SLOTS="0")
     assert conf.threads == 8
     assert conf.wsgi_app == "bugtracker.wsgi:application"
