@@ -18,10 +18,13 @@ venv: $(STAMP)
 
 dev-venv: $(DEV_STAMP)
 
-$(STAMP): requirements.txt
+# The client package (bt, bugtracker-mcp) goes in editable: its code changes need no reinstall,
+# its pinned dependencies (client/pyproject.toml) do.
+$(STAMP): requirements.txt client/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (Django 6); set PYTHON=/path/to/python3.12" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./client
 	@touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
@@ -58,3 +61,4 @@ test: dev-venv
 lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache

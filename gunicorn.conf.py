@@ -17,7 +17,8 @@ Everything comes from the environment, like the Django settings:
 - GUNICORN_ACCESS_LOG: `-` for an access log on stdout (default off: the app logs each
   request's id itself and an access line per request costs throughput)
 
-Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on.
+Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on
+(`post_worker_init` below).
 """
 
 import os
@@ -54,3 +55,13 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # scheme) and TRUSTED_PROXIES (how many X-Forwarded-For hops name the client: settings.py).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 wsgi_app = "bugtracker.wsgi:application"
+
+
+def post_worker_init(worker):
+    """A gunicorn worker has loaded the app and is about to serve: it says so, and starts
+    its own remediation worker when BUGTRACKER_WORKER is on (with --preload too: this runs
+    in each worker after the fork)."""
+    # Imported here: gunicorn reads this file before the app (and Django) is loaded.
+    from remediation.startup import serving
+
+    serving("gunicorn")

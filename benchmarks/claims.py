@@ -4,7 +4,7 @@ Three runs over the same seeded queue, each reset in between:
 
 - baseline: a bare SQL loop, `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)`,
   one autocommit statement per claim, one psycopg connection per agent;
-- service: `reports.services.report_claim_next` from 16 agent threads spread over 2
+- service: `reports.claims.report_claim_next` from 16 agent threads spread over 2
   processes (one Python process only ever uses one core), with lease, status move, event;
 - HTTP: `POST /api/bug-reports/claim-next` from 16 clients with their own agent keys,
   against gunicorn.
@@ -115,7 +115,7 @@ def _service_agents(first: int, agents: int, start, results) -> None:
     """One process running `agents` agent threads through the service layer."""
     from django.db import connection
 
-    from reports.services import report_claim_next
+    from reports.claims import report_claim_next
 
     claimed = [0] * agents
     errors: list = []

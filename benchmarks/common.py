@@ -29,6 +29,8 @@ BENCH_DATABASE_URL = os.environ.get(
 SECRET_KEY = "benchmark-only-secret-key"
 # The benchmark talks to its own server; throttles would only measure themselves.
 UNTHROTTLED = {f"THROTTLE_{role}": "100000000/min" for role in ("REPORTER", "AGENT", "ADMIN")}
+# Sentry ingest counts each DSN's requests the same way: a rate no run reaches, still counted.
+UNTHROTTLED["INGEST_RATE_PER_KEY"] = "100000000/min"
 
 
 def django_setup() -> None:
@@ -61,10 +63,27 @@ def _admin(sql: str) -> None:
 
 @contextmanager
 def bench_database():
-    """A fresh, migrated benchmark database for the duration of the block, dropped after."""
+    """A fresh, migrated benchmark database for the duration of the block, dropped after
+    (PostgreSQL; or a SQLite file when BENCH_DATABASE_URL is a sqlite: URL)."""
     from django.core.management import call_command
     from django.db import connections
 
+    if BENCH_DATABASE_URL.startswith("sqlite:"):
+        # BENCH_DATABASE_URL=sqlite:////tmp/bt_bench.sqlite3: a fresh file, removed after.
+        path = Path(urlsplit(BENCH_DATABASE_URL).path)
+        files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+        connections.close_all()
+        for file in files:
+            file.unlink(missing_ok=True)
+        try:
+            call_command("migrate", verbosity=0, interactive=False)
+            yield str(path)
+        finally:
+            connections.close_all()
+            if not os.environ.get("BENCH_KEEP_DATABASE"):
+                for file in files:
+                    file.unlink(missing_ok=True)
+        return
     _, name = _maintenance_url()
     connections.close_all()
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

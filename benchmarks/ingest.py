@@ -9,13 +9,20 @@ one bare INSERT. Phases alternate floor/ingest twice and the better run of each 
 Submissions with an `Idempotency-Key` on each run in rounds paired with rounds without
 (half a `--reports` each, the order flipping); their ratio is over all rounds.
 
+Envelope ingest runs in the same run: real sentry-sdk envelopes (benchmarks/envelopes.py,
+captured once, half new bugs, half occurrences of 40 known ones) replayed gzipped to
+`POST /api/<project>/envelope/` right after each floor round; each event is checked stored,
+grouped and evented after.
+
     .venv/bin/python -m benchmarks.ingest [--reports 4000] [--clients 16] [--workers 2] [--threads 4]
+    .venv/bin/python -m benchmarks.ingest --database sqlite   # a SQLite file under /tmp instead
 """
 
 import argparse
 import os
 import random
 import statistics
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -106,7 +113,9 @@ def make_reports(count: int, *, seed: int = 7, known_bugs: int = 40) -> list[dic
     return reports
 
 
-def _requests(path: str, bodies: list[bytes], key: str, *, idempotency_keys: bool = False):
+def submission_requests(
+    path: str, bodies: list[bytes], key: str, *, idempotency_keys: bool = False
+):
     for body in bodies:
         trace = uuid.uuid4().hex
         headers = {
@@ -119,18 +128,35 @@ def _requests(path: str, bodies: list[bytes], key: str, *, idempotency_keys: boo
         yield "POST", path, body, headers
 
 
+def _envelope_requests(path: str, bodies: list[bytes], public_key: str):
+    for body in bodies:
+        yield (
+            "POST",
+            path,
+            body,
+            {
+                "Content-Type": "application/x-sentry-envelope",
+                "Content-Encoding": "gzip",
+                "X-Sentry-Auth": f"Sentry sentry_version=7, sentry_client=sentry.python, "
+                f"sentry_key={public_key}",
+            },
+        )
+
+
 def _cpu_by_process(server) -> dict[int, float]:
     """CPU seconds so far of gunicorn (master and workers) and of this database's
     PostgreSQL backends, per pid: what a submission costs the machine, which a machine
     shared with other work cannot blur the way it blurs wall-clock rates. Linux /proc."""
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )
-        pids = [row[0] for row in cursor.fetchall()]
+    pids = []
+    if connection.vendor == "postgresql":  # SQLite's work is inside gunicorn's own
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            pids = [row[0] for row in cursor.fetchall()]
     master = server.process.pid
     children = Path(f"/proc/{master}/task/{master}/children")
     pids += [master, *map(int, children.read_text().split())]
@@ -145,16 +171,32 @@ def _cpu_by_process(server) -> dict[int, float]:
     return cpu
 
 
-def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: int = 4) -> list[Row]:
+def run(
+    *,
+    reports: int = 4000,
+    clients: int = 16,
+    workers: int = 2,
+    threads: int = 4,
+    database: str = "postgres",
+) -> list[Row]:
     from django.db.models import Count, Q
 
+    from bugtracker.services import api_key_create_with_dsn
     from reports.models import BugReport, BugReportEvent
 
     from .common import api_key, bench_database, gunicorn, json_body
+    from .envelopes import capture
 
     rows: list[Row] = []
+    name = "ingest" if database == "postgres" else f"ingest-{database}"
+    envelopes = capture(reports * 2 + 400, release=RELEASE)
     with bench_database():
         key = api_key("bench-reporter", "reporter")
+        dsn = api_key_create_with_dsn(name="bench-sdk", role="reporter", host="127.0.0.1")[2]
+        public_key, project = dsn.removeprefix("http://").split("@")[0], dsn.rsplit("/", 1)[1]
+        envelope_path = f"/api/{project}/envelope/"
+        env_warm, env_rest = envelopes[:400], envelopes[400:]
+        env_rounds = [env_rest[:reports], env_rest[reports:]]
         payloads = make_reports(reports * 4 + 400)
         bodies = [json_body(p) for p in payloads]
         warm, rest = bodies[:400], bodies[400:]
@@ -171,7 +213,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
                 before = _cpu_by_process(server)
                 result = http_load(
                     port=server.port,
-                    requests=_requests(path, batch, key, **kwargs),
+                    requests=submission_requests(path, batch, key, **kwargs),
                     clients=clients,
                 )
                 after = _cpu_by_process(server)
@@ -181,14 +223,24 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
                     cpu_ms[keyed].append(used / result.requests * 1000)
                 return result
 
+            def sdk_load(batch):
+                return http_load(
+                    port=server.port,
+                    requests=_envelope_requests(envelope_path, batch, public_key),
+                    clients=clients,
+                )
+
             load("/bench/floor", warm)
+            sdk_load(env_warm)
             # Both paths warm (the keyed one's statement prepared) before anything counts.
             load("/api/bug-reports", warm[:200])
             load("/api/bug-reports", warm[200:], idempotency_keys=True)
-            floors, ingests, keyed = [], [], []
+            floors, ingests, keyed, sdk_runs = [], [], [], []
             for pair in range(len(rounds) // 2):
                 if pair % 2 == 0:
                     floors.append(load("/bench/floor", floor_body))
+                    if env_rounds:  # envelopes right after the floor, as often (twice)
+                        sdk_runs.append(sdk_load(env_rounds.pop(0)))
                 plain_batch, keyed_batch = rounds[2 * pair], rounds[2 * pair + 1]
                 # Every submission of a keyed round carries its own Idempotency-Key.
                 for with_keys in (False, True) if pair % 2 == 0 else (True, False):
@@ -220,7 +272,9 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
             + ", ".join(f"{ms:.2f}" for ms in cpu_ms[True])
         )
         failed = sum(r.requests - r.ok(201) for r in [*floors, *ingests, *keyed])
-        submitted = BugReport.objects.exclude(stack_trace="")
+        failed += sum(r.requests - r.ok(200) for r in sdk_runs)
+        sdk = max(sdk_runs, key=lambda r: r.rate)
+        submitted = BugReport.objects.exclude(stack_trace="").exclude(source="system")
         processed = submitted.filter(
             dedup_group__isnull=False,
             trace_id__isnull=False,
@@ -242,10 +296,32 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         if processed != total or evented != total or failed:
             raise SystemExit("ingest: some submissions were not fully processed")
+        events = BugReport.objects.filter(source="system")
+        events_processed = events.filter(
+            dedup_group__isnull=False,
+            trace_id__isnull=False,
+            request_id__isnull=False,
+            release_sha=RELEASE,
+        ).count()
+        events_evented = (
+            BugReportEvent.objects.filter(report__in=events)
+            .values("report")
+            .annotate(n=Count("id", filter=Q(kind="created")))
+            .filter(n=1)
+            .count()
+        )
+        sent = len(env_warm) + sum(r.requests for r in sdk_runs)
+        print(
+            f"envelopes: {sent} sent, {events_processed} grouped+traced+released, "
+            f"{events_evented} evented, {events.filter(duplicate_of__isnull=False).count()} "
+            "duplicates"
+        )
+        if events_processed != sent or events_evented != sent:
+            raise SystemExit("ingest: some envelope events were not fully processed")
         label = f"{clients} clients, {workers}x{threads} gunicorn"
         rows.append(
             Row(
-                "ingest",
+                name,
                 f"reports/s ({label})",
                 ingest.rate,
                 "/s",
@@ -257,7 +333,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
                 "reports/s, an Idempotency-Key on each (all rounds)",
                 keyed_rate,
                 "/s",
@@ -269,7 +345,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
                 "submissions per CPU second, an Idempotency-Key on each (median round)",
                 1000 / keyed_cpu,
                 "/s",
@@ -281,7 +357,7 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
                 "reports/s absolute",
                 ingest.rate,
                 "/s",
@@ -291,7 +367,39 @@ def run(*, reports: int = 4000, clients: int = 16, workers: int = 2, threads: in
         )
         rows.append(
             Row(
-                "ingest",
+                name,
+                f"envelope events/s ({label})",
+                sdk.rate,
+                "/s",
+                baseline=floor.rate,
+                baseline_name="floor",
+                target=">= 0.5x floor",
+                met=sdk.rate >= 0.5 * floor.rate,
+            )
+        )
+        rows.append(
+            Row(
+                name,
+                "envelope events/s absolute",
+                sdk.rate,
+                "/s",
+                target=">= 600/s",
+                met=sdk.rate >= 600,
+            )
+        )
+        rows.append(
+            Row(
+                name,
+                "envelope latency p95",
+                percentile(sdk.latencies, 95) * 1000,
+                "ms",
+                baseline=percentile(floor.latencies, 95) * 1000,
+                baseline_name="floor",
+            )
+        )
+        rows.append(
+            Row(
+                name,
                 "submit latency p95",
                 percentile(ingest.latencies, 95) * 1000,
                 "ms",
@@ -308,15 +416,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     args = parser.parse_args()
+    if args.database == "sqlite":
+        from . import common
+
+        common.BENCH_DATABASE_URL = f"sqlite:///{tempfile.gettempdir()}/bt_bench.sqlite3"
     django_setup()
     rows = run(
-        reports=args.reports, clients=args.clients, workers=args.workers, threads=args.threads
+        reports=args.reports,
+        clients=args.clients,
+        workers=args.workers,
+        threads=args.threads,
+        database=args.database,
     )
     report_rows(
         rows,
         f"{COMMAND} --reports {args.reports} --clients {args.clients} "
-        f"--workers {args.workers} --threads {args.threads}",
+        f"--workers {args.workers} --threads {args.threads} --database {args.database}",
     )
 
 

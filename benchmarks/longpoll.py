@@ -148,7 +148,7 @@ def run(
     from django.db import connection
 
     from .common import api_key, bench_database, gunicorn, http_load, json_body
-    from .ingest import _requests, make_reports
+    from .ingest import make_reports, submission_requests
 
     rows: list[Row] = []
     with bench_database():
@@ -162,7 +162,7 @@ def run(
             port = server.port
             http_load(
                 port=port,
-                requests=_requests("/api/bug-reports", payloads[:300], reporter),
+                requests=submission_requests("/api/bug-reports", payloads[:300], reporter),
                 clients=clients,
             )
             latencies = wake_up_latencies(port, agent, reporter, rounds)
@@ -170,7 +170,7 @@ def run(
             def submit(batch):
                 result = http_load(
                     port=port,
-                    requests=_requests("/api/bug-reports", batch, reporter),
+                    requests=submission_requests("/api/bug-reports", batch, reporter),
                     clients=clients,
                 )
                 if result.ok(201) != len(batch):

@@ -4,7 +4,7 @@ Runs N requests of one kind through Django's test client on a fresh benchmark da
 (no network, no gunicorn: only the app) and prints CPU per request beside the framework
 floor, then pyinstrument's call tree. This is the profile benchmarks/README.md quotes.
 
-    .venv/bin/python -m benchmarks.profile ingest|claim|list [--requests 500]
+    .venv/bin/python -m benchmarks.profile ingest|envelope|claim|list [--requests 500]
 
 Needs pyinstrument (`.venv/bin/pip install pyinstrument`); not a runtime dependency.
 """
@@ -35,7 +35,7 @@ def _cpu_per_request(send, count: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=["ingest", "claim", "list"])
+    parser.add_argument("kind", choices=["ingest", "envelope", "claim", "list"])
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
     django_setup()
@@ -70,6 +70,30 @@ def main() -> None:
                     "/api/bug-reports", next(bodies), content_type="application/json"
                 )
                 assert response.status_code == 201, response.content
+
+        elif args.kind == "envelope":
+            from django.test import Client
+
+            from bugtracker.services import api_key_create_with_dsn
+
+            from .envelopes import capture
+            from .ingest import RELEASE
+
+            dsn = api_key_create_with_dsn(name="bench-sdk", role="reporter", host="testserver")[2]
+            public_key, project = dsn.removeprefix("http://").split("@")[0], dsn.rsplit("/", 1)[1]
+            envelopes = iter(capture(3 * n + 200, release=RELEASE))
+            sdk_client = Client(
+                HTTP_X_SENTRY_AUTH=f"Sentry sentry_version=7, sentry_key={public_key}",
+                HTTP_CONTENT_ENCODING="gzip",
+            )
+
+            def send():
+                response = sdk_client.post(
+                    f"/api/{project}/envelope/",
+                    next(envelopes),
+                    content_type="application/x-sentry-envelope",
+                )
+                assert response.status_code == 200, response.content
 
         elif args.kind == "claim":
             from .claims import seed

@@ -45,7 +45,9 @@ QUICK = {
     "commit_lock": ["--transactions", "50"],
     "throttle": ["--requests", "300", "--rounds", "1"],
 }
-HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all", "profile"}
+HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all", "profile", "envelopes"}
+# Benchmarks that run a second time on SQLite (`--database sqlite`), as rows of their own.
+SQLITE_TOO = {"ingest"}
 # backfill.py prints its own table: its lines are read back into rows.
 BACKFILL_LINE = re.compile(r"^(sqlite|postgres)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)")
 
@@ -129,6 +131,12 @@ def main() -> None:
         got, _seconds, ok = run_one(name, command, log_dir)
         rows += got
         failed |= not ok
+        if name in SQLITE_TOO:
+            got, _seconds, ok = run_one(
+                f"{name}-sqlite", [*command, "--database", "sqlite"], log_dir
+            )
+            rows += got
+            failed |= not ok
     print()
     print(table(rows))
     print(f"\n{len(names)} benchmarks in {time.perf_counter() - began:.0f}s; logs in {log_dir}")

@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from .domain import DomainError
+from .signals import write_refused
 
 logger = logging.getLogger("bugtracker.errors")
 
@@ -123,24 +124,21 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def _log_lost_write(request, view, exc) -> None:
-    """A write the database refused is logged with its body, so an operator can replay it."""
+    """A write the database refused goes to `write_refused` with its body (telemetry logs
+    it, so an operator can replay it)."""
     if request is None or request.method not in WRITE_METHODS:
         return
     try:
         payload = request.data
     except Exception:  # the body itself was the problem; there is nothing to keep
         payload = None
-    try:
-        from telemetry.logging import log_failed_write
-    except ImportError:
-        return
     kwargs = getattr(view, "kwargs", None) or {}
-    log_failed_write(
+    write_refused.send(
+        sender=None,
         what=f"{request.method} {request.path}",
         report_id=kwargs.get("pk") or kwargs.get("id"),
         payload=payload,
         exc=exc,
-        keep_content=True,
     )
 
 

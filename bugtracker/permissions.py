@@ -32,7 +32,7 @@ class RoleRequired(DomainError):
     type_slug = "permission-denied"
 
 
-class _RoleAtLeast(BasePermission):
+class RoleAtLeast(BasePermission):
     minimum: str = Role.ADMIN
 
     def has_permission(self, request, view):
@@ -50,13 +50,13 @@ class _RoleAtLeast(BasePermission):
         )
 
 
-class IsReporter(_RoleAtLeast):
+class IsReporter(RoleAtLeast):
     minimum = Role.REPORTER
 
 
-class IsAgent(_RoleAtLeast):
+class IsAgent(RoleAtLeast):
     minimum = Role.AGENT
 
 
-class IsAdmin(_RoleAtLeast):
+class IsAdmin(RoleAtLeast):
     minimum = Role.ADMIN

@@ -61,7 +61,9 @@ class RoleAwareAutoSchema(AutoSchema):
         return operation
 
     def roles(self) -> list[str] | None:
-        from .permissions import ROLE_LEVEL, _RoleAtLeast
+        # Imported here: DRF loads this schema class from settings, before the app registry
+        # is ready, and permissions imports models.
+        from .permissions import ROLE_LEVEL, RoleAtLeast
 
         try:
             permissions = self.view.get_permissions()
@@ -69,7 +71,7 @@ class RoleAwareAutoSchema(AutoSchema):
             return None
         if any(isinstance(permission, AllowAny) for permission in permissions):
             return ["anonymous", *(str(role) for role in ROLE_LEVEL)]
-        levels = [ROLE_LEVEL[p.minimum] for p in permissions if isinstance(p, _RoleAtLeast)]
+        levels = [ROLE_LEVEL[p.minimum] for p in permissions if isinstance(p, RoleAtLeast)]
         if not levels:
             return None
         return [str(role) for role, level in ROLE_LEVEL.items() if level >= max(levels)]

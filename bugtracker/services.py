@@ -41,3 +41,22 @@ def api_key_revoke(*, name: str) -> ApiKey:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
         return key
+
+
+# DSNs: the ingest app issues them (bugtracker imports no domain app, so it registers here).
+_dsn_issuers = []
+
+
+def register_dsn_issuer(issuer) -> None:
+    """`issuer(*, api_key, host) -> DSN`, called inside the key's own transaction."""
+    if issuer not in _dsn_issuers:
+        _dsn_issuers.append(issuer)
+
+
+def api_key_create_with_dsn(*, name: str, role: str, host: str) -> tuple[ApiKey, str, str]:
+    """A key and a Sentry DSN for it, in one transaction: (key, raw key, DSN)."""
+    if not _dsn_issuers:
+        raise DomainError("No DSN issuer is installed (the ingest app).")
+    with transaction.atomic():
+        key, raw = api_key_create(name=name, role=role)
+        return key, raw, _dsn_issuers[0](api_key=key, host=host)

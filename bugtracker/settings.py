@@ -44,6 +44,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W003"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    # Before staticfiles: its runserver (staticfiles' own, which says that it serves) wins.
+    "remediation",
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
@@ -53,6 +55,8 @@ INSTALLED_APPS = [
     "reports",
     "telemetry",
     "dedup",
+    "legacy",
+    "ingest",
 ]
 
 MIDDLEWARE = [
@@ -313,6 +317,15 @@ BACKLOG_ALERT_MAX_AGE_HOURS = env.float("BACKLOG_ALERT_MAX_AGE_HOURS", default=1
 LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
 # Reports imported `in_progress` come in claimed by `legacy` for this long (0: not claimed).
 LEGACY_CLAIM_HOURS = env.float("LEGACY_CLAIM_HOURS", default=24.0)
+
+# Sentry-protocol ingest (ingest/): the rate per DSN, the host DSNs name, body limits.
+INGEST_RATE_PER_KEY = env.str("INGEST_RATE_PER_KEY", default="600/min")
+INGEST_KEEP_PII = env.bool("INGEST_KEEP_PII", default=False)
+INGEST_DSN_HOST = env.str("INGEST_DSN_HOST", default="127.0.0.1:8000")
+INGEST_MAX_BODY = env.int("INGEST_MAX_BODY", default=10 * 1024 * 1024)
+INGEST_MAX_DECOMPRESSED = env.int("INGEST_MAX_DECOMPRESSED", default=10 * 1024 * 1024)
+INGEST_MAX_ITEMS = env.int("INGEST_MAX_ITEMS", default=100)
+INGEST_KEY_CACHE_SECONDS = env.float("INGEST_KEY_CACHE_SECONDS", default=5.0)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {

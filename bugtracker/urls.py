@@ -14,7 +14,9 @@ urlpatterns = [
     path("api/", include("reports.urls")),
     path("api/", include("dedup.urls")),
     path("api/", include("telemetry.urls")),
+    path("api/", include("remediation.urls")),
     path("api/", include("bugtracker.api_urls")),
+    path("api/", include("ingest.urls")),
     # Anything else is a 404 problem, under DEBUG too (not Django's HTML debug page).
     re_path(r"", not_found_view, name="not-found"),
 ]

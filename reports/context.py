@@ -15,6 +15,7 @@ length is known exactly while trimming: it never exceeds `max_chars` characters.
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from bugtracker.domain import NotFound
 from dedup.fingerprint import DEFAULT_REPO_ROOTS, exception_line, in_app_frames, repo_relative
 from telemetry.selectors import release_and_previous
 
-from .models import OPEN_STATUSES, AgentRun, BugReport, BugReportEvent, EventKind
+from .models import OPEN_STATUSES, BugReport, BugReportEvent, EventKind
 from .selectors import report_list
 
 DEFAULT_MAX_CHARS = 12_000
@@ -185,9 +186,25 @@ def _error_section(report: BugReport) -> dict[str, Any] | None:
     return {"type": exc_type, "message": message}
 
 
+# The `attempts` section reads remediation's runs (remediation.models.AgentRun), but reports
+# may not import remediation: it is built on reports, and the import-linter contracts in
+# pyproject.toml keep the arrow pointing one way. So remediation hands its reader in from its
+# AppConfig.ready() (register_attempts_reader); the bundle keeps the section's shape. Without
+# remediation installed the section is empty.
+AttemptsReader = Callable[[Any, int], list]
+_attempts_reader: AttemptsReader | None = None
+
+
+def register_attempts_reader(reader: AttemptsReader | None) -> None:
+    """Set the reader of a report's runs: `reader(report_id, limit)` returns at most `limit`
+    runs newest first, each with attempt, runner, started_at, outcome, exit_code, error."""
+    global _attempts_reader
+    _attempts_reader = reader
+
+
 def _attempts_section(report: BugReport) -> list[dict[str, Any]]:
     """Earlier remediation runs, newest first."""
-    runs = AgentRun.objects.filter(report_id=report.pk).order_by("-started_at", "-id")
+    runs = [] if _attempts_reader is None else _attempts_reader(report.pk, ATTEMPTS_LIMIT)
     return [
         {
             "attempt": run.attempt,

@@ -2,6 +2,8 @@ from django.db import connection
 from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from dedup.models import DedupGroup
+
 from .models import BugReport, BugReportEvent
 
 
@@ -26,8 +28,6 @@ def report_with_counts(report: BugReport) -> BugReport:
     Two scalar subqueries in plain SQL: reading the row back through report_list() cost
     more to compile than the claim itself.
     """
-    from dedup.models import DedupGroup
-
     if hasattr(report, "group_occurrences") and hasattr(report, "duplicates_total"):
         return report  # the claim statement returned them already
     with connection.cursor() as cursor:

@@ -321,6 +321,8 @@ class BugReportSerializer(serializers.ModelSerializer):
         return count
 
     def get_repo_hints(self, report) -> list[str]:
+        if not report.stack_trace:
+            return []
         return repo_hints(report.stack_trace)
 
 

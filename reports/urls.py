@@ -2,7 +2,8 @@ from django.urls import re_path
 
 from bugtracker.routers import OptionalSlashRouter
 
-from .views import BugReportViewSet, EventFeedView
+from .views import BugReportViewSet
+from .views_feed import EventFeedView
 
 router = OptionalSlashRouter()
 router.register("bug-reports", BugReportViewSet, basename="bug-report")

@@ -1,4 +1,3 @@
-import time
 import uuid
 
 from django.conf import settings
@@ -10,28 +9,25 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
-    inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.utils.urls import replace_query_param
 
 from bugtracker.domain import NotFound
-from bugtracker.fields import chosen_fields, chosen_view, comma_values, fields_parameters
+from bugtracker.fields import chosen_fields, chosen_view, fields_parameters
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
 from bugtracker.pagination import Key, KeysetPagination
 from bugtracker.permissions import IsAdmin, IsAgent, IsReporter, caller_id, caller_role, is_admin
 from bugtracker.schema import CLAIM_TOKEN, IDEMPOTENCY_KEY, IF_MATCH, problems
-from bugtracker.wakeups import Channel, release_connection
+from dedup.curation import report_merge, report_split
 from dedup.serializers import MergeSerializer
-from dedup.services import report_merge, report_split
+from telemetry.context import submission_context
 
-from . import services
+from . import claims, services
 from .context import (
     CONTEXT_SCHEMA,
     DEFAULT_MAX_CHARS,
@@ -41,9 +37,8 @@ from .context import (
     context_bundle,
     parse_max_chars,
 )
-from .feed import Position, feed_page
 from .filters import BugReportFilter
-from .models import AgentRun, BugReport, EventKind
+from .models import BugReport
 from .selectors import report_events, report_list, report_with_counts
 from .serializers import (
     REPORT_VIEW_FIELDS,
@@ -60,7 +55,7 @@ from .serializers import (
     ResolveSerializer,
     report_columns,
 )
-from .serializers_runs import AgentRunSerializer
+from .summary import report_summary
 from .waiting import claim_waiting
 
 ASC, DESC = False, True
@@ -82,10 +77,9 @@ ORDERINGS = {
     ],
 }
 
-# A report's history and runs page oldest first, like the reports list pages by its ordering.
+# A report's history pages oldest first, like the reports list pages by its ordering.
 SUBLIST_ORDERINGS = {
     "events": [Key("created_at", ASC, "dt"), Key("id", ASC, "int")],
-    "runs": [Key("started_at", ASC, "dt"), Key("id", ASC, "int")],
 }
 REPORT_FIELD_NAMES = frozenset(field.name for field in BugReport._meta.concrete_fields)
 
@@ -134,10 +128,6 @@ def _max_chars_param(raw) -> int:
 
 def _with_request_context(data: dict, request) -> dict:
     """Fill trace/request/release ids the body left out from the request's own context."""
-    try:
-        from telemetry.context import submission_context
-    except ImportError:
-        return data
     context = submission_context(request)
     for field in ("trace_id", "request_id", "release_sha"):
         if not data.get(field) and context.get(field):
@@ -345,22 +335,6 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="A report's remediation runs",
-        description=(
-            "Every run of the remediation worker on this report, oldest first, "
-            "cursor-paginated like the reports list."
-        ),
-        responses={200: AgentRunSerializer(many=True), **problems(400, 401, 403, 404)},
-    )
-    @action(detail=True, methods=["get"], filterset_class=None)
-    def runs(self, request, *args, **kwargs):
-        report_id = self.report_id()
-        if not BugReport.objects.filter(pk=report_id).exists():
-            raise NotFound(f"No bug report {report_id}.")
-        page = self.paginate_queryset(AgentRun.objects.filter(report_id=report_id))
-        return self.get_paginated_response(AgentRunSerializer(page, many=True).data)
-
-    @extend_schema(
         summary="Everything to start on a report, within a budget",
         description=(
             "One response with what an agent needs to start: sections `report`, `error`, "
@@ -442,7 +416,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         serializer.is_valid(raise_exception=True)
         # The response is read in the claim's transaction: a token is never lost to a failed read.
         with transaction.atomic():
-            report, token = services.report_claim(
+            report, token = claims.report_claim(
                 report_id=self.report_id(),
                 actor=caller_id(request),
                 lease_seconds=serializer.validated_data.get("lease_seconds"),
@@ -488,14 +462,14 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             if not with_context:
                 # The claimed report comes back with everything the response shows: nothing
                 # is read after the claim commits, so a token cannot be lost to a failed read.
-                claimed = services.report_claim_next(
+                claimed = claims.report_claim_next(
                     actor=actor, lease_seconds=lease_seconds, filters=filters
                 )
                 return None if claimed is None else self._claim_response(*claimed, view=view)
             # The bundle is read in the claim's transaction: if reading it fails, the claim
             # is undone with it, so a token is never lost to a failed read here either.
             with transaction.atomic():
-                claimed = services.report_claim_next(
+                claimed = claims.report_claim_next(
                     actor=actor, lease_seconds=lease_seconds, filters=filters
                 )
                 if claimed is None:
@@ -519,7 +493,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def heartbeat(self, request, *args, **kwargs):
         serializer = LeaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_heartbeat(
+        report = claims.report_heartbeat(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token", ""),
@@ -538,7 +512,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def release(self, request, *args, **kwargs):
         serializer = ReleaseClaimSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_release(
+        report = claims.report_release(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token"),
@@ -561,7 +535,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def resolve(self, request, *args, **kwargs):
         serializer = ResolveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = services.report_resolve(
+        report = claims.report_resolve(
             report_id=self.report_id(),
             actor=caller_id(request),
             claim_token=request.headers.get("X-Claim-Token"),
@@ -618,91 +592,4 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     )
     @action(detail=False, methods=["get"], pagination_class=None, filterset_class=None)
     def summary(self, request, *args, **kwargs):
-        from .summary import report_summary
-
         return Response(report_summary())
-
-
-FEED_WAIT_MAX = 60
-FEED = Channel("bugtracker_events", listen=False)
-# Followers look again this often while they wait: a NOTIFY per event would serialise every
-# writing transaction's commit (see the README's "Changes feed").
-FEED_POLL_SECONDS = 0.25
-
-
-class FeedEventSerializer(EventSerializer):
-    class Meta(EventSerializer.Meta):
-        fields = ["id", "report_id", "kind", "actor", "message", "data", "created_at"]
-        read_only_fields = fields
-
-    report_id = serializers.UUIDField(read_only=True)
-
-
-FEED_RESPONSE = inline_serializer(
-    name="EventFeedPage",
-    fields={
-        "results": FeedEventSerializer(many=True),
-        "next": serializers.URLField(help_text="The cursor to resume from, always present."),
-    },
-)
-
-
-class EventFeedView(GenericAPIView):
-    """GET /api/events: every event of every report, in commit order, with long-poll."""
-
-    permission_classes = [IsAgent]
-    serializer_class = FeedEventSerializer
-    pagination_class = None
-    filterset_class = None
-
-    @extend_schema(
-        summary="Changes feed",
-        description=(
-            "Every event of every report in commit order, `page_size` at a time (default 50, "
-            "max 500). No `after`: from the first event. Every page carries `next`, also when "
-            "it is the last one so far: the cursor to resume from. A follower sees every event "
-            "exactly once, in order, while writers commit concurrently. `kind` (comma list) "
-            "keeps only those kinds. `wait` (0-60 s) long-polls an empty page until an event "
-            "arrives or the wait ends (then an empty page, with `next`)."
-        ),
-        parameters=[
-            OpenApiParameter("after", str, description="Cursor: a previous page's `next`."),
-            OpenApiParameter("kind", str, description="Comma list of event kinds."),
-            OpenApiParameter("wait", int, description="Seconds to wait for events (0-60)."),
-            OpenApiParameter("page_size", int, description="Events per page (1-500, default 50)."),
-        ],
-        responses={200: FEED_RESPONSE, **problems(400, 401, 403)},
-    )
-    def get(self, request, *args, **kwargs):
-        params = request.query_params
-        try:
-            after = Position.decode(params["after"]) if params.get("after") else Position()
-        except ValueError as error:
-            raise ValidationError({"after": [str(error)]}) from None
-        kinds = comma_values(request, "kind")
-        unknown = [kind for kind in kinds if kind not in EventKind.values]
-        if unknown:
-            raise ValidationError({"kind": [f"Unknown kind(s): {', '.join(unknown)}."]})
-        limit = KeysetPagination().get_page_size(request)
-        wait = _bounded_int(params.get("wait"), "wait", 0, FEED_WAIT_MAX)
-        page, position = feed_page(after=after, kinds=kinds, limit=limit)
-        if not page and wait:
-            deadline = time.monotonic() + min(wait, settings.LONG_POLL_MAX_SECONDS)
-            waiter = FEED.park()
-            try:
-                while not page and time.monotonic() < deadline:
-                    release_connection()
-                    waiter.wait(min(FEED_POLL_SECONDS, deadline - time.monotonic()))
-                    page, position = feed_page(after=position, kinds=kinds, limit=limit)
-            finally:
-                FEED.leave(waiter)
-        next_url = replace_query_param(request.build_absolute_uri(), "after", position.encode())
-        return Response({"results": FeedEventSerializer(page, many=True).data, "next": next_url})
-
-
-def _bounded_int(raw, name: str, low: int, high: int) -> int:
-    if raw in (None, ""):
-        return low
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValidationError({name: [f"A whole number from {low} to {high}."]})
-    return int(raw)

@@ -15,7 +15,7 @@ from django.db import connection
 
 from bugtracker.wakeups import Channel, release_connection
 
-from .services import severity_rank
+from .claims import severity_rank
 
 CLAIMABLE = Channel("bugtracker_claimable")
 # A notified waiter claims at once; these bound what only a look finds (an expired lease).
@@ -25,7 +25,7 @@ POLL_SECONDS = 0.5
 
 def claim_filter_matches(filters: dict[str, Any], report: dict[str, Any]) -> bool:
     """Whether a report with these fields (a notification's payload) passes claim-next's
-    filters: the filter part of services.claimable_reports, in memory (a test holds them
+    filters: the filter part of claims.claimable_reports, in memory (a test holds them
     equal). A payload without the fields matches every waiter."""
     if not report:
         return True

@@ -166,3 +166,9 @@ def log_failed_write(
             "trace_id": trace_id,
         },
     )
+
+
+def log_refused_write(sender=None, *, what, report_id, payload, exc, **kwargs) -> None:
+    """`bugtracker.signals.write_refused` receiver: the whole body is logged (secrets
+    redacted), so a client submission the database refused can be replayed."""
+    log_failed_write(what=what, report_id=report_id, payload=payload, exc=exc, keep_content=True)

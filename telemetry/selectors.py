@@ -3,7 +3,11 @@
 from datetime import datetime
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from rest_framework.exceptions import ValidationError
 
+from reports.selectors import report_list
+
+from .filters import ReleaseFilter
 from .models import Release
 
 # A trace lookup answers at once; longer traces page through GET /api/bug-reports?trace_id=.
@@ -12,15 +16,11 @@ TRACE_REPORTS_LIMIT = 1000
 
 def release_list(*, filters: dict | None = None) -> QuerySet[Release]:
     """Recorded deployments, narrowed by ReleaseFilter's query parameters when given."""
-    from .filters import ReleaseFilter
-
     queryset = Release.objects.all()
     if filters is None:
         return queryset
     filterset = ReleaseFilter(filters, queryset=queryset)
     if not filterset.is_valid():
-        from rest_framework.exceptions import ValidationError
-
         raise ValidationError(filterset.errors)
     return filterset.qs
 
@@ -50,8 +50,6 @@ def live_release_id_subquery() -> Subquery:
 
 def reports_on_trace(*, trace_id: str):
     """Every report on one trace, duplicates included, oldest first."""
-    from reports.selectors import report_list
-
     return (
         report_list()
         .filter(trace_id=trace_id)

@@ -9,10 +9,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bugtracker.domain import InvalidInput
-from dedup.services import group_release_learned
+from dedup.groups import group_release_learned
 from reports.errors import VersionConflict
+from reports.lifecycle import save_changes, write_event
 from reports.models import BugReport, EventKind
-from reports.services import _save, event_write
 
 from .logging import log_failed_write
 from .models import Release
@@ -106,8 +106,8 @@ def _fill_release(report: BugReport, release: Release) -> None:
         "deployed_at": release.deployed_at.isoformat(),
         "source": "registry",
     }
-    _save(report, {"release_sha": release.sha, "telemetry": telemetry})
-    event_write(
+    save_changes(report, {"release_sha": release.sha, "telemetry": telemetry})
+    write_event(
         report=report,
         kind=EventKind.ENRICHED,
         actor=ENRICHMENT_ACTOR,

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from remediation.models import AgentRun
 from reports.context import SECTIONS, UNTRUSTED_NOTICE
 from telemetry.models import Release
 from tests.conftest import THROTTLE_QUERIES
@@ -155,3 +156,25 @@ def test_the_bundle_reads_a_bounded_number_of_rows(agent_client, django_assert_m
         # The key lookup and nine reads, whatever the report has gathered.
         with django_assert_max_num_queries(10 + THROTTLE_QUERIES):
             assert context(agent_client, report).status_code == 200
+
+
+def test_attempts_are_the_reports_remediation_runs_newest_first(agent_client):
+    # remediation hands the bundle its runs from its AppConfig.ready(): reports never imports it.
+    report = make_report()
+    start = timezone.now() - timedelta(hours=1)
+    for attempt, outcome in ((1, "failed"), (2, "succeeded")):
+        AgentRun.objects.create(
+            report=report,
+            attempt=attempt,
+            runner="worker-1",
+            outcome=outcome,
+            exit_code=0 if outcome == "succeeded" else 1,
+            error="tests failed" if outcome == "failed" else "",
+            started_at=start + timedelta(minutes=attempt),
+        )
+    bundle = context(agent_client, report).json()
+    assert [(a["attempt"], a["outcome"], a["holder"]) for a in bundle["attempts"]] == [
+        (2, "succeeded", "worker-1"),
+        (1, "failed", "worker-1"),
+    ]
+    assert bundle["attempts"][1]["note"] == "tests failed"

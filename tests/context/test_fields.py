@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from reports.models import AgentRun
+from remediation.models import AgentRun
 from reports.serializers import COMPACT_FIELDS
 from tests.conftest import THROTTLE_QUERIES
 from tests.factories import make_report

@@ -9,8 +9,9 @@ from django.db import connection
 
 from bugtracker.services import api_key_create
 from bugtracker.wakeups import Channel, TooManyWaiters
+from reports.claims import claimable_reports
+from reports.lifecycle import db_now
 from reports.models import BugReport
-from reports.services import claimable_reports, db_now
 from reports.waiting import CLAIMABLE, claim_filter_matches
 from tests.conftest import client_for
 from tests.factories import make_report

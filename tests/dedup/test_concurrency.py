@@ -8,8 +8,9 @@ from rest_framework.test import APIClient
 
 from bugtracker.services import api_key_create
 from dedup.models import DedupGroup
+from reports.claims import report_resolve
 from reports.models import BugReport, BugReportEvent
-from reports.services import report_create, report_resolve
+from reports.services import report_create
 
 THREADS = 8
 ROUNDS = 4

@@ -5,10 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from dedup.grouping import report_group
 from dedup.models import ClientFingerprint, DedupGroup
-from dedup.services import group_occurrences_for, report_group
+from reports.claims import report_resolve
 from reports.models import BugReport, BugReportEvent
-from reports.services import report_build, report_create, report_resolve, report_transition
+from reports.selectors import report_list
+from reports.services import report_build, report_create, report_transition
 from telemetry.models import Release
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +66,7 @@ def test_the_same_error_becomes_a_duplicate_of_the_first_report():
     assert second.dedup_group_id == first.dedup_group_id
     group = DedupGroup.objects.get(pk=first.dedup_group_id)
     assert group.canonical_id == first.pk
-    assert group.occurrences == 2 == group_occurrences_for(second)
+    assert group.occurrences == 2 == report_list().get(pk=second.pk).group_occurrences
     assert (group.first_seen, group.last_seen) == (first.created_at, second.created_at)
     assert group.releases_seen == ["1" * 40, "2" * 40]
     assert group.algorithm_version == first.fingerprint_version == 1
@@ -178,7 +180,7 @@ def test_imports_use_their_own_timestamps_and_are_not_split_by_gaps(settings):
             }
         )
         report.save(force_insert=True)
-        report_group(report=report, actor="import", reopen=False)
+        report_group(report=report, actor="import")
         return refreshed(report)
 
     first, second, third = imported(0, "l-1"), imported(5, "l-2"), imported(200, "l-3")

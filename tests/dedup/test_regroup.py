@@ -5,8 +5,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from dedup.curation import report_merge, report_split
 from dedup.models import ClientFingerprint, DedupGroup
-from dedup.services import report_merge, report_split
 from reports.models import BugReport
 from reports.services import report_create
 

@@ -143,7 +143,7 @@ def test_no_key_or_claim_token_reaches_any_log_line(caplog, rates):
     bad.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}x")
     assert bad.get(URL).status_code == 401
 
-    from reports.services import hash_token
+    from reports.claims import hash_token
 
     secrets_seen = [raw_key, token, hash_token(token), f"{raw_key}x"]
     assert caplog.records, "expected request log lines"

@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
-from reports import services
+from reports import claims, services
 from reports.selectors import report_list
 from reports.serializers import BugReportSerializer
 from tests.factories import make_report
@@ -27,7 +27,7 @@ def test_the_fast_report_representation_is_what_drf_renders():
     """BugReportSerializer reads plain fields straight off the row; DRF's generic path is
     the reference, for reports in every shape an API caller sees."""
     claimed = make_report(title="claimed")
-    services.report_claim(report_id=claimed.pk, actor="agent-1")
+    claims.report_claim(report_id=claimed.pk, actor="agent-1")
     resolved = make_report(title="resolved", severity="critical", stack_trace=TRACE)
     services.report_transition(report_id=resolved.pk, to_status="resolved", actor="a")
     services.report_update(

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bugtracker.settings")
 django.setup()
 
-from reports.services import report_claim_next  # noqa: E402
+from reports.claims import report_claim_next  # noqa: E402
 
 claimed = []
 while (result := report_claim_next(actor=sys.argv[1], lease_seconds=600)) is not None:

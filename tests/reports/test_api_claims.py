@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reports import services
+from reports import claims
 from reports.models import BugReport
 from tests.factories import make_report
 
@@ -328,24 +328,60 @@ def test_lease_sweep_clears_expired_claims_with_an_event(agent_client):
     report = make_report()
     claim(agent_client, report)
     expire(report)
-    assert services.leases_sweep() == 1
+    assert claims.leases_sweep() == 1
     stored = BugReport.objects.get(pk=report.pk)
     assert stored.claim_holder is None
     assert stored.events.last().kind == "lease_expired"
-    assert services.leases_sweep() == 0
+    assert claims.leases_sweep() == 0
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("microsecond", [0, 120, 999999])
-def test_the_claim_statement_spells_times_as_the_python_events_do(microsecond):
-    from datetime import UTC, datetime
+def claimed_state(report_id, lapsed_at) -> tuple:
+    """A report claimed by agent-1: its columns and the events of that claim, with its
+    times named rather than spelled (they differ from run to run)."""
+    stored = BugReport.objects.get(pk=report_id)
+    times = {stored.claim_expires_at.isoformat(): "<expiry>"}
+    if lapsed_at is not None:
+        times[lapsed_at.isoformat()] = "<lapsed>"
 
-    from django.db import connection
+    def named(value):
+        for spelled, name in times.items():
+            value = value.replace(spelled, name)
+        return value
 
-    from reports.services import _sql_isoformat
+    events = [
+        (
+            e.kind,
+            e.actor,
+            named(e.message),
+            {k: named(v) if isinstance(v, str) else v for k, v in e.data.items()},
+        )
+        for e in stored.events.order_by("created_at", "id")
+        if e.kind == "lease_expired" or (e.kind == "claimed" and e.actor == "agent-1")
+    ]
+    columns = (stored.status, stored.claim_holder, stored.assignee_id, stored.version)
+    return columns, events
 
-    moment = datetime(2026, 1, 2, 3, 4, 5, microsecond, tzinfo=UTC)
-    with connection.cursor() as cursor:
-        sql = f"SELECT {_sql_isoformat('t')} FROM (SELECT %s::timestamptz AS t) AS x"
-        cursor.execute(sql, [moment])
-        assert cursor.fetchone()[0] == moment.isoformat()
+
+@pytest.mark.parametrize("lapsed", [False, True], ids=["fresh", "lease-lapsed"])
+def test_claim_next_writes_what_a_claim_by_id_writes(agent_client, lapsed):
+    """claim-next (one statement on PostgreSQL) and claim by id (the ORM form) are built
+    from one description of a claim: the same columns, the same event texts and data."""
+    states = []
+    for path in ("by-id", "next"):
+        report = make_report(status="triaged")
+        lapsed_at = None
+        if lapsed:
+            claims.report_claim(report_id=report.pk, actor="agent-0", lease_seconds=60)
+            lapsed_at = timezone.now().replace(microsecond=0) - timedelta(seconds=1)
+            BugReport.objects.filter(pk=report.pk).update(claim_expires_at=lapsed_at)
+        if path == "by-id":
+            claims.report_claim(report_id=report.pk, actor="agent-1", lease_seconds=120)
+        else:
+            claimed, _ = claims.report_claim_next(actor="agent-1", lease_seconds=120)
+            assert claimed.pk == report.pk
+        states.append(claimed_state(report.pk, lapsed_at))
+        BugReport.objects.filter(pk=report.pk).update(status="closed")  # out of the queue
+    by_id, by_statement = states
+    assert by_statement == by_id
+    kinds = [kind for kind, *_ in by_id[1]]
+    assert kinds == (["lease_expired", "claimed"] if lapsed else ["claimed"])

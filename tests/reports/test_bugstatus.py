@@ -13,8 +13,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dedup.models import DedupGroup
+from remediation.models import AgentRun
 from reports.management.commands.bugstatus import _console
-from reports.models import AgentRun, BugReport
+from reports.models import BugReport
 from reports.services import report_add_event, report_transition
 from reports.summary import backlog_alerts, report_summary
 from tests.factories import make_report
@@ -259,7 +260,7 @@ def test_check_exits_1_only_when_a_backlog_alert_fires(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_check_exit_status_as_cron_sees_it(tmp_path):
-    from tests.reports.test_backfill_resume import child_env
+    from tests.legacy.test_backfill_resume import child_env
 
     manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bugstatus"]
     aged(make_report(), hours=2)

@@ -13,8 +13,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from reports.claims import report_claim
+from reports.lifecycle import sla_due_for
 from reports.models import BugReport
-from reports.services import report_claim, sla_due_for
 from tests.factories import make_report
 
 pytestmark = pytest.mark.django_db
@@ -168,7 +169,7 @@ def check_text() -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_piped_output_honours_columns(reports):
-    from tests.reports.test_backfill_resume import child_env
+    from tests.legacy.test_backfill_resume import child_env
 
     manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bugstatus"]
     for columns in ("80", "160"):

@@ -186,8 +186,8 @@ def test_a_failed_write_is_logged_and_leaves_the_report_untouched(deployments, m
             raise DatabaseError("disk full")
         return original(**kwargs)
 
-    original = services.event_write
-    monkeypatch.setattr(services, "event_write", broken_event_write)
+    original = services.write_event
+    monkeypatch.setattr(services, "write_event", broken_event_write)
     with caplog.at_level(logging.ERROR, logger="bugtracker.writes"):
         assert enrich_missing_releases() == 1
 

@@ -2,8 +2,9 @@ import time
 
 import pytest
 
-from reports import worker as worker_module
-from reports.worker import RemediationWorker, start_process_worker
+from remediation import startup as worker_module
+from remediation.startup import start_process_worker
+from remediation.worker import RemediationWorker
 from tests.factories import make_report
 
 from .helpers import COMMAND

@@ -8,9 +8,11 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from reports import worker as worker_module
-from reports.models import AgentRun, BugReport
-from reports.worker import RemediationWorker, start_process_worker
+from remediation import startup as worker_module
+from remediation.models import AgentRun
+from remediation.startup import start_process_worker
+from remediation.worker import RemediationWorker
+from reports.models import BugReport
 from tests.factories import make_report
 
 from .helpers import SCRIPT

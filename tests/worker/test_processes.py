@@ -6,7 +6,8 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from reports.models import AgentRun, BugReport
+from remediation.models import AgentRun
+from reports.models import BugReport
 from tests.factories import make_report
 
 from .helpers import kill_quietly, pid_alive

@@ -6,12 +6,13 @@ import time
 
 import pytest
 
-from reports.worker import (
+from remediation.runner import (
     OUTPUT_TAIL_BYTES,
     InvalidResult,
     command_problem,
     parse_result_line,
     run_command,
+    runner_environment,
 )
 
 from .helpers import COMMAND, pid_alive
@@ -154,8 +155,6 @@ def test_a_result_line_is_validated_as_the_resolve_body_is():
 
 
 def test_the_command_gets_the_report_id_but_not_the_apps_secrets(monkeypatch):
-    from reports.worker import runner_environment
-
     monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/x")
     monkeypatch.setenv("SECRET_KEY", "s3cret")
     monkeypatch.setenv("GITHUB_TOKEN", "the agent's own")

@@ -6,43 +6,48 @@ import time
 import pytest
 from django.core.management import get_commands
 
+from remediation.startup import serving
 from reports.models import BugReport
-from reports.worker import serving_process_kind, start_if_serving
 from tests.factories import make_report
 
-from .processes import STARTED, Child, child_env, free_port, run_manage
+from .processes import PROJECT, STARTED, Child, child_env, free_port, run_manage
 
 MANAGE = ["manage.py"]
 
 
-@pytest.mark.parametrize(
-    ("argv", "environ", "kind"),
-    [
-        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, "runserver"),  # the autoreloader's child
-        (["manage.py", "runserver"], {}, None),  # the autoreloader's parent only watches files
-        (["manage.py", "runserver", "--noreload"], {}, "runserver"),
-        (["manage.py", "runserver", "0:9000", "--noreload"], {}, "runserver"),
-        (["/x/django/__main__.py", "runserver", "--noreload"], {}, "runserver"),
-        (["/venv/bin/gunicorn", "bugtracker.wsgi"], {}, "gunicorn"),
-        (["/venv/lib/python3.12/site-packages/gunicorn/__main__.py", "app"], {}, "gunicorn"),
-        (["manage.py", "migrate"], {"RUN_MAIN": "true"}, None),
-        (["manage.py", "bugstatus", "--noreload"], {}, None),
-        (["manage.py", "run_worker"], {}, None),
-        (["manage.py", "shell"], {}, None),
-        (["/venv/bin/pytest", "tests"], {}, None),
-        (["manage.py"], {}, None),
-        ([], {}, None),
-    ],
-)
-def test_only_processes_that_serve_the_app_count_as_serving(argv, environ, kind):
-    assert serving_process_kind(argv, environ) == kind
+def test_runserver_is_the_one_that_says_that_it_serves():
+    from django.contrib.staticfiles.management.commands.runserver import Command as Static
+
+    from remediation.management.commands.runserver import Command
+
+    assert get_commands()["runserver"] == "remediation"
+    assert issubclass(Command, Static)  # static files are still served by it
 
 
-def test_nothing_starts_when_the_setting_is_off(settings):
+def test_gunicorn_workers_say_that_they_serve_from_the_config_hook(monkeypatch):
+    import runpy
+
+    from remediation import startup
+
+    calls = []
+    monkeypatch.setattr(startup, "serving", calls.append)
+    config = runpy.run_path(str(PROJECT / "gunicorn.conf.py"))
+    config["post_worker_init"](object())
+    assert calls == ["gunicorn"]
+
+
+def test_nothing_starts_when_the_setting_is_off(settings, monkeypatch):
+    from remediation import startup
+
+    started = []
+    monkeypatch.setattr(startup, "start_process_worker", lambda: started.append(1))
     settings.BUGTRACKER_WORKER = False
-    assert start_if_serving(["manage.py", "runserver", "--noreload"], {}) is False
+    assert serving("runserver") is False
     settings.BUGTRACKER_WORKER = True
-    assert start_if_serving(["manage.py", "migrate"], {}) is False
+    assert serving("gunicorn") is True
+    assert started == [1]
+    with pytest.raises(ValueError):
+        serving("migrate")
 
 
 @pytest.mark.django_db(transaction=True)

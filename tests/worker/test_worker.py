@@ -5,10 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reports import automation
-from reports.models import AgentRun, BugReport
-from reports.services import report_claim, report_heartbeat
-from reports.worker import RemediationWorker
+from remediation import services as automation
+from remediation.models import AgentRun
+from remediation.worker import RemediationWorker
+from reports.claims import report_claim, report_heartbeat
+from reports.models import BugReport
 from tests.factories import make_report
 
 from .helpers import COMMAND, pid_alive

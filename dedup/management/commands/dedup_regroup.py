@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from bugtracker.domain import DomainError
 from dedup.fingerprint import FINGERPRINT_VERSION
-from dedup.services import groups_regroup
+from dedup.regroup import groups_regroup
 
 
 class Command(BaseCommand):

@@ -13,11 +13,13 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from reports.models import DONE_STATUSES, OPEN_STATUSES, AgentRun, BugReport, Severity, Status
+from reports.models import DONE_STATUSES, OPEN_STATUSES, BugReport, Severity, Status
 from reports.selectors import report_events, report_list
+from reports.serializers import BugReportSerializer, EventSerializer
 from reports.summary import backlog_alerts, backlog_state, report_summary
 
 DEFAULT_LIMIT = 50
@@ -184,10 +186,9 @@ class Command(BaseCommand):
     def _one(self, ident: str, *, as_json: bool) -> None:
         report = _find(ident)
         events = list(report_events(report_id=report.pk))
-        runs = list(AgentRun.objects.filter(report_id=report.pk).order_by("started_at", "id"))
+        # Its remediation runs, through the relation remediation adds (reports never imports it).
+        runs = list(report.runs.order_by("started_at", "id"))
         if as_json:
-            from reports.serializers import BugReportSerializer, EventSerializer
-
             data = dict(BugReportSerializer(report).data)
             data["events"] = EventSerializer(events, many=True).data
             data["runs"] = [_run_dict(run) for run in runs]
@@ -291,8 +292,6 @@ class Command(BaseCommand):
         total = reports.count()
         rows = list(reports.order_by("severity_rank", "sla_due_at", "created_at", "id")[:limit])
         if options["json"]:
-            from reports.serializers import BugReportSerializer
-
             self._json({"count": total, "results": BugReportSerializer(rows, many=True).data})
             return
         self.console.print(_report_table(rows, total=total, width=self.console.width))
@@ -439,7 +438,7 @@ def _choices(value: str | None, allowed: list[str], groups: dict, flag: str) -> 
     return chosen
 
 
-def _run_dict(run: AgentRun) -> dict:
+def _run_dict(run) -> dict:
     return {
         "id": run.pk,
         "attempt": run.attempt,
@@ -474,6 +473,4 @@ def _when(value: datetime | None) -> str:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
-
     return escape(text or "")
