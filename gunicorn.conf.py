@@ -17,11 +17,19 @@ Everything comes from the environment, like the Django settings:
 - GUNICORN_ACCESS_LOG: `-` for an access log on stdout (default off: the app logs each
   request's id itself and an access line per request costs throughput)
 
-Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on
-(`post_worker_init` below).
+Each worker process also runs its own remediation worker when BUGTRACKER_WORKER is on, and
+its webhook dispatcher when WEBHOOK_WORKER is on (`post_worker_init` below).
+
+Metrics (GET /metrics) add up every worker process's counters through files in
+PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode): the master sets it up when
+it loads this file, before the app and any worker, empties it (counters of an earlier run would
+otherwise be added in), and removes a directory it made itself when it exits.
 """
 
+import glob
 import os
+import shutil
+import tempfile
 
 
 def _int(name: str, default: int) -> int:
@@ -57,10 +65,46 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 wsgi_app = "bugtracker.wsgi:application"
 
 
+def prepare_metrics_dir() -> str:
+    """PROMETHEUS_MULTIPROC_DIR for this run, emptied (counts of an earlier run would be
+    added in), or a fresh temporary one, removed at exit. It must be set before
+    prometheus_client is first imported, which picks its storage then: so at config load,
+    before the app (even with --preload), and every worker inherits it."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+    else:
+        path = tempfile.mkdtemp(prefix="bugtracker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        _made_dirs.append(path)
+    return path
+
+
+def child_exit(server, worker):
+    """A worker's live gauges leave with it; its counters stay in the sums."""
+    # Imported here, not at the top: prometheus_client must not be imported before
+    # prepare_metrics_dir() has set PROMETHEUS_MULTIPROC_DIR (its storage is chosen then).
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for path in _made_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_made_dirs: list[str] = []
+if __name__ == "__config__":  # gunicorn's master loading this file (not a test reading it)
+    prepare_metrics_dir()
+
+
 def post_worker_init(worker):
     """A gunicorn worker has loaded the app and is about to serve: it says so, and starts
-    its own remediation worker when BUGTRACKER_WORKER is on (with --preload too: this runs
-    in each worker after the fork)."""
+    its own remediation worker when BUGTRACKER_WORKER is on and its webhook dispatcher when
+    WEBHOOK_WORKER is on (with --preload too: this runs in each worker after the fork)."""
     # Imported here: gunicorn reads this file before the app (and Django) is loaded.
     from remediation.startup import serving
 

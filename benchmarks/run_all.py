@@ -32,6 +32,7 @@ BENCHMARKS = {
     "context": ["-m", "benchmarks.context", "--reports", "1000000", "--samples", "200"],
     "longpoll": ["-m", "benchmarks.longpoll", "--rounds", "40", "--reports", "1500"],
     "commit_lock": ["-m", "benchmarks.commit_lock", "--transactions", "300"],
+    "webhooks": ["-m", "benchmarks.webhooks", "--reports", "2000"],
     "throttle": ["benchmarks/throttle.py", "--requests", "2000", "--rounds", "3"],
 }
 QUICK = {
@@ -43,6 +44,7 @@ QUICK = {
     "context": ["--reports", "20000", "--samples", "30"],
     "longpoll": ["--rounds", "10", "--reports", "200"],
     "commit_lock": ["--transactions", "50"],
+    "webhooks": ["--reports", "200"],
     "throttle": ["--requests", "300", "--rounds", "1"],
 }
 HELPERS = {"__init__", "common", "settings", "urls", "floor", "run_all", "profile", "envelopes"}

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "reports",
     "telemetry",
     "dedup",
+    "webhooks",
     "legacy",
     "ingest",
 ]
@@ -74,6 +75,11 @@ MIDDLEWARE = [
     # Under DEBUG, exceptions are answered as problems too, not with the HTML debug page.
     "bugtracker.errors.ProblemsInDebugMiddleware",
 ]
+# Request counts and latencies (GET /metrics); outermost, so every response is counted and
+# timed, whatever answered it. METRICS_ENABLED=0 leaves them out (the benchmarks' baseline).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+if METRICS_ENABLED:
+    MIDDLEWARE.insert(0, "bugtracker.metrics.RequestMetricsMiddleware")
 
 ROOT_URLCONF = "bugtracker.urls"
 WSGI_APPLICATION = "bugtracker.wsgi.application"
@@ -249,6 +255,8 @@ SPECTACULAR_SETTINGS = {
         "StatusEnum": "reports.models.Status",
         "SourceEnum": "reports.models.Source",
         "EventKindEnum": "reports.models.EventKind",
+        "WebhookEventTypeEnum": "webhooks.models.EventType",
+        "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
     },
 }
 
@@ -318,6 +326,20 @@ LEGACY_MIRROR_DIR = env.str("LEGACY_MIRROR_DIR", default="")
 # Reports imported `in_progress` come in claimed by `legacy` for this long (0: not claimed).
 LEGACY_CLAIM_HOURS = env.float("LEGACY_CLAIM_HOURS", default=24.0)
 
+# Webhooks (Standard Webhooks): delivered by a dispatcher in each serving process.
+WEBHOOK_WORKER = env.bool("WEBHOOK_WORKER", default=True)
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_SECONDS = env.float("WEBHOOK_RETRY_SECONDS", default=10.0)
+WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=72.0)
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
+WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", default=2)
+WEBHOOK_POLL_SECONDS = env.float("WEBHOOK_POLL_SECONDS", default=2.0)
+WEBHOOK_ALERT_SECONDS = env.float("WEBHOOK_ALERT_SECONDS", default=60.0)
+
+# GET /metrics asks for `Authorization: Bearer <METRICS_TOKEN>` when it is set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Sentry-protocol ingest (ingest/): the rate per DSN, the host DSNs name, body limits.
 INGEST_RATE_PER_KEY = env.str("INGEST_RATE_PER_KEY", default="600/min")
 INGEST_KEEP_PII = env.bool("INGEST_KEEP_PII", default=False)

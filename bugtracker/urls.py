@@ -4,16 +4,19 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from .errors import not_found_view
 from .health import HealthView, ReadyView
 from .index import ApiIndexView
+from .metrics import metrics_view
 
 urlpatterns = [
     re_path(r"^api/?$", ApiIndexView.as_view(), name="api-index"),
     re_path(r"^api/health/?$", HealthView.as_view(), name="health"),
     re_path(r"^api/ready/?$", ReadyView.as_view(), name="ready"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("reports.urls")),
     path("api/", include("dedup.urls")),
     path("api/", include("telemetry.urls")),
+    path("api/", include("webhooks.urls")),
     path("api/", include("remediation.urls")),
     path("api/", include("bugtracker.api_urls")),
     path("api/", include("ingest.urls")),

@@ -12,9 +12,13 @@ class RemediationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # Imported here: models (selectors reads AgentRun) load only once the apps are ready.
+        # Imported here: the gauges and the runs' reader read models, which need the app
+        # registry.
+        from bugtracker.metrics import register_scrape_collector
         from reports.context import register_attempts_reader
 
+        from . import metrics
         from .selectors import recent_runs
 
+        register_scrape_collector(metrics.collect)
         register_attempts_reader(recent_runs)

@@ -8,8 +8,9 @@ The entry points that serve say so themselves; nothing inspects the call stack o
 - gunicorn calls `serving("gunicorn")` from `post_worker_init` in `gunicorn.conf.py`, in each
   worker process after it has loaded the app (with or without --preload).
 
-Every other command, the test runner and `migrate` never start one. `manage.py run_worker`
-runs a worker as a process of its own.
+Every other command, the test runner and `migrate` never start one. The same call sends
+`bugtracker.signals.process_serving`, on which other rooms start theirs (the webhook
+dispatcher). `manage.py run_worker` runs a worker as a process of its own.
 """
 
 import atexit
@@ -17,6 +18,8 @@ import os
 import threading
 
 from django.conf import settings
+
+from bugtracker.signals import process_serving
 
 from .worker import RemediationWorker
 
@@ -54,9 +57,11 @@ def _stop_at_exit(worker: RemediationWorker) -> None:
 
 def serving(kind: str) -> bool:
     """Called by an entry point that serves the app in this process (`kind`: runserver or
-    gunicorn): start this process's worker when BUGTRACKER_WORKER is on. True when one runs."""
+    gunicorn): tell the receivers of `process_serving` (the webhook dispatcher), and start
+    this process's worker when BUGTRACKER_WORKER is on. True when the worker runs."""
     if kind not in SERVING_KINDS:
         raise ValueError(f"Unknown serving entry point {kind!r}; one of {SERVING_KINDS}.")
+    process_serving.send(sender=None, kind=kind)
     if not settings.BUGTRACKER_WORKER:
         return False
     start_process_worker()

@@ -22,6 +22,7 @@ from .startup import process_worker
 from .worker import published_workers
 
 RUN_WINDOW = 500
+QUEUE_COUNTS = ("depth", "in_flight", "processed", "failed")
 RUN_WINDOW_HOURS = 24
 
 
@@ -50,13 +51,25 @@ def run_statistics() -> dict:
     }
 
 
-def status_snapshot() -> dict:
+def worker_snapshots() -> dict[str, dict]:
+    """Every worker's status by holder: this process's own, and those others publish."""
     local = process_worker()
     workers = {w["holder"]: w for w in published_workers()}
     if local is not None:
         workers[local.holder] = local.snapshot()
+    return workers
+
+
+def queue_totals(live_workers: list[dict]) -> dict[str, int]:
+    """The live workers' in-process queues added up: what the status and /metrics show."""
+    queues = [w["queue"] for w in live_workers]
+    return {name: sum(q[name] for q in queues) for name in QUEUE_COUNTS}
+
+
+def status_snapshot() -> dict:
+    local = process_worker()
+    workers = worker_snapshots()
     live = [w for w in workers.values() if w.get("alive")]
-    queues = [w["queue"] for w in live]
     scans = [w["last_scan_at"] for w in live if w.get("last_scan_at")]
     problems = sorted({w["command_problem"] for w in live if w.get("command_problem")})
     return {
@@ -67,12 +80,7 @@ def status_snapshot() -> dict:
             "this_process": local.snapshot() if local is not None else None,
             "processes": sorted(workers.values(), key=lambda w: w["holder"]),
         },
-        "queue": {
-            "depth": sum(q["depth"] for q in queues),
-            "in_flight": sum(q["in_flight"] for q in queues),
-            "processed": sum(q["processed"] for q in queues),
-            "failed": sum(q["failed"] for q in queues),
-        },
+        "queue": queue_totals(live),
         "runs": run_statistics(),
         "last_scan_at": max(scans) if scans else None,
         "backlog_alerts": list(backlog_alerts() or []),
@@ -108,7 +116,7 @@ STATUS_SCHEMA = {
         },
         "queue": {
             "type": "object",
-            "properties": {name: _COUNT for name in ("depth", "in_flight", "processed", "failed")},
+            "properties": {name: _COUNT for name in QUEUE_COUNTS},
         },
         "runs": {
             "type": "object",

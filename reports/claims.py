@@ -21,6 +21,7 @@ from bugtracker.domain import InvalidInput
 from bugtracker.rows import columns, from_row, select_list
 from bugtracker.sql import isoformat_sql
 
+from . import event_hooks
 from .errors import ClaimConflict, LeaseLost, NotClaimable
 from .lifecycle import (
     NO_CLAIM,
@@ -219,7 +220,8 @@ def _claim_next_statement() -> str:
     `lease_expired` (when a lapsed lease is taken over) and `claimed` events, in one round
     trip and without a transaction block around it. The ORM form compiled three queries per
     claim plus BEGIN and COMMIT, 4 ms of CPU; this is what benchmarks/claims.py measures
-    against bare SQL. `{where}` is left for the filters."""
+    against bare SQL. `{where}` is left for the filters, `{listeners}` for what event
+    listeners (the webhook outbox) write with the `claimed` event (`_claim_listener_parts`)."""
     fields = {f.attname: f.column for f in BugReport._meta.concrete_fields}
     claim = claim_columns(
         holder="%(actor)s",
@@ -262,7 +264,7 @@ WITH picked AS (
           FROM claimed
     ) AS written
      ORDER BY step
-)
+){{listeners}}
 SELECT claimed.*,
        -- what the API shows beside the row (selectors.report_with_counts), in the same trip
        COALESCE((SELECT g.occurrences FROM bug_report_dedup g
@@ -311,8 +313,10 @@ def _claim_next_postgresql(
             "automation_enabled AND (next_attempt_at IS NULL "
             "OR next_attempt_at <= statement_timestamp())"
         )
+    sql = _claim_next_statement().replace("{where}", " AND ".join(where))
+    sql = sql.replace("{listeners}", _claim_listener_parts(params))
     with connection.cursor() as cursor:
-        cursor.execute(_claim_next_statement().replace("{where}", " AND ".join(where)), params)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -320,6 +324,29 @@ def _claim_next_postgresql(
     report.group_occurrences, report.duplicates_total = row[-2], row[-1]
     announce_change(report.pk)
     return report, token
+
+
+def _claim_listener_parts(params: dict[str, Any]) -> str:
+    """What event listeners (the webhook outbox) write with the `claimed` event, as more
+    parts of the claim statement reading the report from `claimed`; their parameters join
+    `params` by name."""
+    statements = event_hooks.statements_reading(
+        kind=CLAIMED.kind,
+        source="claimed",
+        report_id_sql="claimed.id",
+        created_at_sql="%(now)s",
+    )
+    parts = []
+    for n, (sql, values) in enumerate(statements):
+        pieces = sql.split("%s")
+        if len(pieces) != len(values) + 1:
+            raise ValueError("A listener's statement and its parameters do not match.")
+        named = pieces[0]
+        for i, (value, piece) in enumerate(zip(values, pieces[1:], strict=True)):
+            params[f"listener{n}_{i}"] = value
+            named += f"%(listener{n}_{i})s" + piece
+        parts.append(f", listener{n} AS ({named})")
+    return "".join(parts)
 
 
 # Holding, giving back, finishing ----------------------------------------------------------

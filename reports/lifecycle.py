@@ -17,6 +17,7 @@ from django.utils import timezone
 from bugtracker.domain import NotFound
 from bugtracker.sql import jsonb_object_sql, text_sql
 
+from . import event_hooks
 from .errors import TransitionNotAllowed, VersionConflict
 from .models import ALLOWED_TRANSITIONS, DONE_STATUSES, BugReport, BugReportEvent, EventKind, Status
 from .signals import announce_change
@@ -83,8 +84,10 @@ def write_event(
     data: dict | None = None,
     created_at: datetime | None = None,
 ) -> BugReportEvent:
-    """Append one event; callers are already inside the transaction of their change."""
-    return BugReportEvent.objects.create(
+    """Append one event; callers are already inside the transaction of their change. What
+    event listeners (the webhook outbox: reports/event_hooks.py) write with it goes in the
+    same transaction."""
+    event = BugReportEvent.objects.create(
         report=report,
         kind=kind,
         actor=actor or "",
@@ -92,6 +95,14 @@ def write_event(
         data=data or {},
         created_at=created_at or timezone.now(),
     )
+    told = event_hooks.statements_for(
+        kind=kind, report=report, data=event.data, created_at=event.created_at
+    )
+    if told:
+        with connection.cursor() as cursor:
+            for sql, params in told:
+                cursor.execute(sql, params)
+    return event
 
 
 def db_now() -> datetime:

@@ -33,6 +33,7 @@ def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS)
         duplicates=Count("id", filter=Q(duplicate_of__isnull=False)),
         open_incidents=Count("id", filter=OPEN_INCIDENT),
         oldest_open_at=Min("created_at", filter=Q(status__in=OPEN_STATUSES)),
+        claims_live=Count("id", filter=Q(claim_holder__isnull=False, claim_expires_at__gt=now)),
     )
     by_status = {status: sum(row.values()) for status, row in matrix.items()}
     by_severity = {sev: sum(matrix[status][sev] for status in matrix) for sev in Severity.values}
@@ -54,6 +55,7 @@ def report_summary(*, now: datetime | None = None, top_groups: int = TOP_GROUPS)
         "open_incidents": totals["open_incidents"],
         "oldest_open_at": oldest_open_at.isoformat() if oldest_open_at else None,
         "oldest_open_age_seconds": round(oldest_age) if oldest_age is not None else None,
+        "claims_live": totals["claims_live"],
         "top_groups": _top_groups(top_groups),
         "backlog_alerts": backlog_alerts(
             open_incidents=totals["open_incidents"],
@@ -114,14 +116,31 @@ def backlog_alerts(
     do not count. Called with the numbers when the caller has them already (report_summary),
     or bare (the worker, the admin status, `bugstatus --check`): then one query.
     """
+    return list(
+        backlog_alert_kinds(
+            open_incidents=open_incidents,
+            open_count=open_count,
+            oldest_open_age_seconds=oldest_open_age_seconds,
+        ).values()
+    )
+
+
+def backlog_alert_kinds(
+    *,
+    open_incidents: int | None = None,
+    open_count: int | None = None,
+    oldest_open_age_seconds: float | None = None,
+) -> dict[str, str]:
+    """The backlog alerts firing now by kind (`max_open`, `max_age`), each with its message:
+    what backlog_alerts() lists, and what the webhooks tell once per crossing."""
     if open_incidents is None:
         state = backlog_state()
         open_incidents, open_count = state["open_incidents"], state["open"]
         oldest_open_age_seconds = state["oldest_open_age_seconds"]
-    alerts = []
+    alerts = {}
     max_open = settings.BACKLOG_ALERT_MAX_OPEN
     if max_open and open_incidents > max_open:
-        alerts.append(
+        alerts["max_open"] = (
             f"{open_incidents} open incidents (canonical reports; {open_count} open reports "
             f"with their duplicates), more than BACKLOG_ALERT_MAX_OPEN={max_open}."
         )
@@ -129,7 +148,7 @@ def backlog_alerts(
     if max_age_hours and oldest_open_age_seconds is not None:
         age_hours = oldest_open_age_seconds / 3600
         if age_hours > max_age_hours:
-            alerts.append(
+            alerts["max_age"] = (
                 f"The oldest open report is {age_hours:.0f} h old, more than "
                 f"BACKLOG_ALERT_MAX_AGE_HOURS={max_age_hours:g}."
             )

@@ -106,6 +106,7 @@ SUMMARY_SCHEMA = {
         },
         "oldest_open_at": {"type": "string", "format": "date-time", "nullable": True},
         "oldest_open_age_seconds": _NULLABLE_INT,
+        "claims_live": {"type": "integer", "description": "Reports under a lease not expired."},
         "top_groups": {"type": "array", "items": {"type": "object"}},
         "backlog_alerts": {"type": "array", "items": {"type": "string"}},
     },

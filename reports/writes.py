@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from bugtracker.rows import insert_statement
 
+from . import event_hooks
 from .models import BugReportEvent
 
 _EVENT_COLUMNS = ("report_id", "kind", "actor", "message", "data", "created_at")
@@ -39,8 +40,9 @@ class Writes:
         self._statements: list[tuple[str, list]] = []
         # (object, column expressions); their SQL is built when sent, from the objects then.
         self._inserts: list[tuple[object, dict[str, str]]] = []
-        # (value SQL per column, params, reads the lead?) per event.
-        self._events: list[tuple[list[str], list, bool]] = []
+        # (value SQL per column, params, reads the lead?, (kind, report, data, time)) per
+        # event; the last part is what event listeners (the webhook outbox) are told.
+        self._events: list[tuple[list[str], list, bool, tuple]] = []
         self._lead: tuple[str, list] | None = None
 
     def insert(self, obj) -> None:
@@ -72,12 +74,13 @@ class Writes:
         data: dict | None = None,
         created_at: datetime | None = None,
     ) -> None:
-        """An event row, as event_write() would write it."""
+        """An event row, as lifecycle.write_event() would write it."""
         created_at = created_at or timezone.now()
         values = [report.pk, kind, actor or "", message or "", data or {}, created_at]
         pairs = zip(_EVENT_FIELDS, values, strict=True)
         params = [f.get_db_prep_save(v, connection) for f, v in pairs]
-        self._events.append((["%s"] * len(_EVENT_COLUMNS), params, False))
+        told = (kind, report, data, created_at)
+        self._events.append((["%s"] * len(_EVENT_COLUMNS), params, False, told))
 
     def lead_event(self, *, report, kind: str, actor: str, message_sql, data_sql, created_at):
         """An event row whose `message_sql` and `data_sql` ((SQL, params) each) read the
@@ -99,17 +102,17 @@ class Writes:
             *data_sql[1],
             created_field.get_db_prep_save(created_at, connection),
         ]
-        self._events.append((values, params, True))
+        self._events.append((values, params, True, (kind, report, {}, created_at)))
 
     def _events_statement(self, *, gated: bool) -> tuple[str, list]:
         columns = ", ".join(_EVENT_COLUMNS)
-        params = [p for _, ps, _ in self._events for p in ps]
+        params = [p for _, ps, _, _ in self._events for p in ps]
         if not gated:
-            rows = ", ".join("(" + ", ".join(values) + ")" for values, _, _ in self._events)
+            rows = ", ".join("(" + ", ".join(values) + ")" for values, _, _, _ in self._events)
             return f"INSERT INTO {_EVENT_TABLE} ({columns}) VALUES {rows}", params
         # A SELECT from the lead per row, in the order the rows were added.
         selects = []
-        for step, (values, _, _) in enumerate(self._events):
+        for step, (values, _, _, _) in enumerate(self._events):
             typed = [
                 v if v != "%s" else f"%s::{cast}"
                 for v, cast in zip(values, _EVENT_CASTS, strict=True)
@@ -120,6 +123,22 @@ class Writes:
         sql = f"INSERT INTO {_EVENT_TABLE} ({columns}) SELECT {columns} FROM ({union}) AS e ORDER BY step"
         return sql, params
 
+    def _listener_statements(self, *, gated: bool) -> list[tuple[str, list]]:
+        """What event listeners write with these events, in the same statement (gated by
+        the lead too when there is one), built from the reports as they are now."""
+        from_lead = {id(obj): frozenset(own) for obj, own in self._inserts}
+        statements = []
+        for _, _, _, (kind, report, data, created_at) in self._events:
+            statements += event_hooks.statements_for(
+                kind=kind,
+                report=report,
+                data=data,
+                created_at=created_at,
+                source="lead" if gated else "",
+                decided_in_sql=from_lead.get(id(report), frozenset()) if gated else frozenset(),
+            )
+        return statements
+
     def execute(self):
         """Send everything. With a lead: its row, or None when it returned none (and then
         nothing was written and the writes stay queued, without the lead)."""
@@ -129,6 +148,7 @@ class Writes:
         statements += self._statements
         if self._events:
             statements.append(self._events_statement(gated=gated))
+            statements += self._listener_statements(gated=gated)
         row = None
         with connection.cursor() as cursor:
             if gated:

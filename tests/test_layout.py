@@ -8,7 +8,7 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bugtracker", "reports", "dedup", "telemetry", "remediation", "legacy")
+PACKAGES = ("bugtracker", "reports", "dedup", "telemetry", "remediation", "legacy", "webhooks")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,10 @@ def request_lines(caplog):
 
 
 def test_middleware_sits_right_after_security_middleware():
-    assert settings.MIDDLEWARE[:2] == [
+    # Only the request metrics (which time everything) come before the security middleware.
+    security = settings.MIDDLEWARE.index("django.middleware.security.SecurityMiddleware")
+    assert settings.MIDDLEWARE[: security + 2] == [
+        "bugtracker.metrics.RequestMetricsMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "telemetry.middleware.RequestContextMiddleware",
     ]

@@ -41,6 +41,7 @@ def test_nothing_starts_when_the_setting_is_off(settings, monkeypatch):
 
     started = []
     monkeypatch.setattr(startup, "start_process_worker", lambda: started.append(1))
+    settings.WEBHOOK_WORKER = False  # serving() also starts the webhook dispatcher
     settings.BUGTRACKER_WORKER = False
     assert serving("runserver") is False
     settings.BUGTRACKER_WORKER = True
