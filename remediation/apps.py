@@ -12,13 +12,15 @@ class RemediationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # Imported here: the gauges and the runs' reader read models, which need the app
-        # registry.
+        # Imported here: the gauges read models, which need the app registry.
         from bugtracker.metrics import register_scrape_collector
-        from reports.context import register_attempts_reader
 
         from . import metrics
-        from .selectors import recent_runs
 
         register_scrape_collector(metrics.collect)
+        # Imported here too: the runs' reader reads AgentRun (and reports.context, models).
+        from reports.context import register_attempts_reader
+
+        from .selectors import recent_runs
+
         register_attempts_reader(recent_runs)
