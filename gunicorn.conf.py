@@ -4,8 +4,11 @@ Everything comes from the environment, like the Django settings:
 
 - HOST / PORT (default 127.0.0.1:8000), or BIND for a full address list (`0.0.0.0:8000,[::]:8000`)
 - WEB_CONCURRENCY: worker processes (default: one per core, at least 2)
-- GUNICORN_THREADS: threads per worker (default 4); more than one selects the gthread worker,
-  which keeps connections alive between an agent's requests
+- GUNICORN_THREADS: threads per worker for ordinary requests (default 4), plus WAIT_SLOTS
+  (default 64) for long-polls parked asleep; more than one selects the gthread worker, which
+  keeps connections alive between an agent's requests
+- DB_POOL_MAX: database connections per worker process in a pool (default 0: one per thread);
+  with 64 agents long-polling, a pool keeps submissions at full speed (benchmarks/longpoll.py)
 - GUNICORN_TIMEOUT (default 30 s), GUNICORN_KEEPALIVE (default 5 s),
   GUNICORN_MAX_REQUESTS (default 0: never recycle workers)
 - GUNICORN_LIMIT_REQUEST_LINE (default 8190, gunicorn's largest; 0 for none): longer request
@@ -42,8 +45,11 @@ bind = [
     if address.strip()
 ]
 workers = _int("WEB_CONCURRENCY", max(2, os.cpu_count() or 1))
-threads = _int("GUNICORN_THREADS", 4)
-worker_class = "gthread" if threads > 1 else "sync"
+# Long-polls park a thread each (asleep, without a database connection): WAIT_SLOTS more
+# threads than GUNICORN_THREADS, so 64 waiting agents leave the other threads to everyone else.
+working_threads = _int("GUNICORN_THREADS", 4)
+worker_class = "gthread" if working_threads > 1 else "sync"
+threads = working_threads + _int("WAIT_SLOTS", 64) if worker_class == "gthread" else 1
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

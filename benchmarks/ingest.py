@@ -113,7 +113,9 @@ def make_reports(count: int, *, seed: int = 7, known_bugs: int = 40) -> list[dic
     return reports
 
 
-def _requests(path: str, bodies: list[bytes], key: str, *, idempotency_keys: bool = False):
+def submission_requests(
+    path: str, bodies: list[bytes], key: str, *, idempotency_keys: bool = False
+):
     for body in bodies:
         trace = uuid.uuid4().hex
         headers = {
@@ -211,7 +213,7 @@ def run(
                 before = _cpu_by_process(server)
                 result = http_load(
                     port=server.port,
-                    requests=_requests(path, batch, key, **kwargs),
+                    requests=submission_requests(path, batch, key, **kwargs),
                     clients=clients,
                 )
                 after = _cpu_by_process(server)

@@ -120,6 +120,8 @@ def generate(count: int, *, bulk_load: bool = True) -> float:
             for name, _definition in indexes:
                 cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        # Nobody waits for work yet: no claim-next wake-up per generated row.
+        cursor.execute("ALTER TABLE bug_reports DISABLE TRIGGER bug_reports_claimable_notify")
         cursor.execute(GENERATE, {"count": count})
         cursor.execute(GROUPS)
         if not bulk_load:
@@ -132,6 +134,8 @@ def generate(count: int, *, bulk_load: bool = True) -> float:
             )
             cursor.execute("ANALYZE bug_reports")
             cursor.execute("ANALYZE bug_report_dedup")
+    with connection.cursor() as cursor:  # after the commit: no pending FK checks
+        cursor.execute("ALTER TABLE bug_reports ENABLE TRIGGER bug_reports_claimable_notify")
     if bulk_load:
         with connection.cursor() as cursor:  # after the commit: no pending FK checks
             cursor.execute("SET maintenance_work_mem = '512MB'")

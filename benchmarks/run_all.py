@@ -29,6 +29,9 @@ BENCHMARKS = {
     "list": ["-m", "benchmarks.list", "--reports", "1000000", "--samples", "100"],
     "dedup": ["benchmarks/dedup.py", "--reports", "1000", "--rounds", "3"],
     "backfill": ["benchmarks/backfill.py", "--reports", "20000", "--databases", "postgres"],
+    "context": ["-m", "benchmarks.context", "--reports", "1000000", "--samples", "200"],
+    "longpoll": ["-m", "benchmarks.longpoll", "--rounds", "40", "--reports", "1500"],
+    "commit_lock": ["-m", "benchmarks.commit_lock", "--transactions", "300"],
     "webhooks": ["-m", "benchmarks.webhooks", "--reports", "2000"],
     "throttle": ["benchmarks/throttle.py", "--requests", "2000", "--rounds", "3"],
 }
@@ -38,6 +41,9 @@ QUICK = {
     "list": ["--reports", "20000", "--samples", "20"],
     "dedup": ["--reports", "200", "--rounds", "1", "--fingerprints", "2000"],
     "backfill": ["--reports", "2000"],
+    "context": ["--reports", "20000", "--samples", "30"],
+    "longpoll": ["--rounds", "10", "--reports", "200"],
+    "commit_lock": ["--transactions", "50"],
     "webhooks": ["--reports", "200"],
     "throttle": ["--requests", "300", "--rounds", "1"],
 }

@@ -79,6 +79,19 @@ def _cut(wrapper) -> None:
 _watchdog = _Watchdog()
 
 
+_current = threading.local()
+
+
+def restart_deadline() -> None:
+    """Give this request's database waits a fresh deadline from now: a long-poll that slept
+    (without a connection) must not be cut for the time it spent asleep."""
+    token = getattr(_current, "token", None)
+    if token is None:
+        return
+    _watchdog.disarm(token)
+    _current.token = _watchdog.arm(connections["default"], settings.DB_REQUEST_DEADLINE)
+
+
 class DatabaseDeadlineMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -89,8 +102,9 @@ class DatabaseDeadlineMiddleware:
         if not self.seconds:
             return self.get_response(request)
         # connections["default"] is this thread's own connection wrapper.
-        token = _watchdog.arm(connections["default"], self.seconds)
+        _current.token = _watchdog.arm(connections["default"], self.seconds)
         try:
             return self.get_response(request)
         finally:
-            _watchdog.disarm(token)
+            _watchdog.disarm(_current.token)
+            _current.token = None

@@ -256,7 +256,17 @@ def problem_details_hook(result, generator, request, public):
         if response is None or target not in by_id:
             continue  # the operation is not in this schema (e.g. a filtered public view)
         response.setdefault("links", {})[target] = {"operationId": target, "parameters": parameters}
+    _sparse_components(result)
     return result
+
+
+def _sparse_components(result) -> None:
+    """A component marked `x-always-fields` (a resource with `fields=`/`view=`) requires only
+    those fields: any other may be left out of a response that asked for fewer."""
+    for schema in result.get("components", {}).get("schemas", {}).values():
+        always = schema.pop("x-always-fields", None)
+        if always is not None:
+            schema["required"] = [name for name in schema.get("required", []) if name in always]
 
 
 IF_MATCH = OpenApiParameter(

@@ -178,6 +178,19 @@ else:
             **_server_timeouts(*_DB_TIMEOUTS),
         }
     )
+    # A connection pool per process (psycopg_pool): a request borrows a connection and gives it
+    # back when it ends, so threads that wait (long-polls) or idle hold none and nobody
+    # reconnects. DB_POOL_MAX connections per process at most; 0 keeps one persistent
+    # connection per thread (CONN_MAX_AGE) instead.
+    pool_max = env.int("DB_POOL_MAX", default=0)
+    if pool_max:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": min(2, pool_max),
+            "max_size": pool_max,
+            # Waiting for a connection is a database wait too: never past the request deadline.
+            "timeout": env.float("DB_POOL_TIMEOUT", default=min(10.0, DB_REQUEST_DEADLINE or 10.0)),
+        }
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://bugtracker")}
 
@@ -248,6 +261,7 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "reports.models.Severity",
         "StatusEnum": "reports.models.Status",
         "SourceEnum": "reports.models.Source",
+        "EventKindEnum": "reports.models.EventKind",
         "WebhookEventTypeEnum": "webhooks.models.EventType",
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
         "AttemptOutcomeEnum": "reports.models.AttemptOutcome",
@@ -265,8 +279,23 @@ SLA_HOURS = {
     "medium": env.int("SLA_HOURS_MEDIUM", default=72),
     "low": env.int("SLA_HOURS_LOW", default=168),
 }
+# Long-polls (claim-next and the changes feed `wait`) parked at once per process; beyond that a
+# waiting request is a 503 with Retry-After. gunicorn.conf.py adds this many threads.
+WAIT_SLOTS = env.int("WAIT_SLOTS", default=64)
+# The longest a long-poll waits, whatever `wait` asks (keep it under a proxy's read timeout).
+LONG_POLL_MAX_SECONDS = env.int("LONG_POLL_MAX_SECONDS", default=60)
+# Threads per process that keep a database connection between requests (the others close
+# theirs when their request ends): the ordinary request threads, GUNICORN_THREADS.
+DB_PERSISTENT_CONNECTIONS = env.int(
+    "DB_PERSISTENT_CONNECTIONS", default=env.int("GUNICORN_THREADS", default=4)
+)
 BUGTRACKER_ANONYMOUS_SUBMIT = env.bool("BUGTRACKER_ANONYMOUS_SUBMIT", default=True)
 DEDUP_WINDOW_DAYS = env.int("DEDUP_WINDOW", default=30)
+# Deployment roots stripped from frame paths (compact repo_hints, the context bundle's frames),
+# beside the usual ones (/app/, /srv/app/, /usr/src/app/, ...).
+REPO_PATH_ROOTS = [
+    root.rstrip("/") + "/" for root in env.list("REPO_PATH_ROOTS", default=[]) if root.strip()
+]
 
 BUGTRACKER_WORKER = env.bool("BUGTRACKER_WORKER", default=False)
 

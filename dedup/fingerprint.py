@@ -116,6 +116,69 @@ def _trace_parts(
     return "\x1f".join(parts), tuple(exception_types), tuple(frames)
 
 
+class Frame(NamedTuple):
+    path: str
+    function: str
+    line: int | None
+
+
+# _FRAME with the line number: for showing frames, never for grouping.
+_FRAME_WITH_LINE = re.compile(r'File "([^"\n]++)", line (\d++)(?:, in ([^\n]*+))?')
+
+
+def in_app_frames(stack_trace: str) -> list[Frame]:
+    """The in-app frames of a traceback (repo_hints' rule), innermost (last raised) first;
+    a recursion's repeated frames count once, as they do for grouping."""
+    if not stack_trace or 'File "' not in stack_trace:
+        return []
+    frames: list[Frame] = []
+    seen: set[tuple[str, str]] = set()
+    for chunk in reversed(stack_trace.split(_HEADER)):
+        for path, line, function in reversed(_FRAME_WITH_LINE.findall(chunk)):
+            function = function.strip()
+            if (path, function) in seen or not _frame_path(path)[0]:
+                continue
+            seen.add((path, function))
+            frames.append(Frame(path, function, int(line)))
+    return frames
+
+
+def exception_line(stack_trace: str) -> tuple[str | None, str]:
+    """(exception type, message) of the exception raised last in a traceback."""
+    blocks = parse_traceback(stack_trace)
+    if not blocks or blocks[-1].exc_type is None:
+        return None, ""
+    text = stack_trace.replace("\r\n", "\n")
+    exc_type = blocks[-1].exc_type
+    start = text.rfind(f"\n{exc_type}")
+    line = text[start + 1 :].split("\n", 1)[0] if start >= 0 else exc_type
+    return exc_type, line[len(exc_type) :].lstrip(":").strip()
+
+
+# Where applications are commonly deployed: a frame path under one of them is shown
+# relative to it (`/srv/app/billing/invoice.py` → `billing/invoice.py`), the path an agent
+# opens in its checkout. REPO_PATH_ROOTS adds a deployment's own.
+DEFAULT_REPO_ROOTS = (
+    "/usr/src/app/",
+    "/srv/app/",
+    "/opt/app/",
+    "/var/task/",
+    "/workspace/",
+    "/app/",
+    "/code/",
+    "/src/",
+)
+
+
+def repo_relative(path: str, roots=DEFAULT_REPO_ROOTS) -> str:
+    """`path` relative to the first (longest) deployment root it lies under, else unchanged."""
+    normal = path.replace("\\", "/")
+    for root in sorted(roots, key=len, reverse=True):
+        if normal.startswith(root) and len(normal) > len(root):
+            return normal[len(root) :]
+    return path
+
+
 def repo_hints(stack_trace: str) -> list[str]:
     """The in-app file paths of a traceback, the most specific (innermost, last raised) first."""
     hints: list[str] = []

@@ -74,6 +74,8 @@ DEFAULT_LEASE_SECONDS = 900
 MAX_LEASE_SECONDS = 86400
 CLAIMABLE_STATUSES = (Status.NEW, Status.TRIAGED, Status.IN_PROGRESS)
 REPORT_COLUMNS = columns(BugReport)
+# Claim-next filters matching any of their values (one, or a comma list), in both forms.
+ANY_OF_FILTERS = ("category", "component")
 
 # The claim, described once --------------------------------------------------------------
 
@@ -256,12 +258,17 @@ def claimable_reports(
         qs = qs.filter(severity__in=filters["severity"])
     if filters.get("min_severity"):
         qs = qs.filter(severity_rank__lte=severity_rank(filters["min_severity"]))
-    for field in ("category", "component"):
+    for field in ANY_OF_FILTERS:
         if filters.get(field):
-            qs = qs.filter(**{field: filters[field]})
+            qs = qs.filter(**{f"{field}__in": _as_list(filters[field])})
     if filters.get("automation_only"):
         qs = qs.filter(automation_enabled=True)
     return qs.order_by("severity_rank", "sla_due_at", "created_at", "id")
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    """A claim filter's values: one, or any of a list (claim-next takes comma lists)."""
+    return [value] if isinstance(value, str) else list(value)
 
 
 def severity_rank(severity: str) -> int:
@@ -436,10 +443,10 @@ def _claim_next_postgresql(
     if filters.get("min_severity"):
         where.append("severity_rank <= %(min_rank)s")
         params["min_rank"] = severity_rank(filters["min_severity"])
-    for field in ("category", "component"):
+    for field in ANY_OF_FILTERS:
         if filters.get(field):
-            where.append(f"{field} = %({field})s")
-            params[field] = filters[field]
+            where.append(f"{field} = ANY(%({field})s)")
+            params[field] = _as_list(filters[field])
     if filters.get("automation_only"):
         where.append("automation_enabled")
     sql = _claim_next_statement().replace("{where}", " AND ".join(where))

@@ -153,6 +153,15 @@ class BugReport(models.Model):
                 name="bug_reports_priority_idx",
                 condition=Q(duplicate_of__isnull=True),
             ),
+            # The context bundle's "open reports at the same place" (component and route).
+            models.Index(
+                fields=["component", "route"],
+                name="bug_reports_place_idx",
+                condition=Q(
+                    status__in=["new", "triaged", "in_progress", "awaiting_verification"],
+                    duplicate_of__isnull=True,
+                ),
+            ),
             models.Index(
                 fields=["sla_due_at"],
                 name="bug_reports_sla_idx",

@@ -3,13 +3,14 @@ import json
 from enum import Enum
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from bugtracker.serializers import UnknownFieldsRefused
 from dedup.fingerprint import repo_hints
 
+from .context import CONTEXT_SCHEMA, MAX_MAX_CHARS, MIN_MAX_CHARS, repo_path
 from .models import (
     AttemptPurpose,
     BugReport,
@@ -216,8 +217,13 @@ class ClaimSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(extensions={"x-always-fields": ["id"]})
 class BugReportSerializer(serializers.ModelSerializer):
-    """A report as the API shows it: never the claim token or its hash."""
+    """A report as the API shows it: never the claim token or its hash.
+
+    `fields` (query or body) may ask for fewer fields: only `id` always comes back. The
+    serializer's context may carry `fields`, the names to render.
+    """
 
     claim = serializers.SerializerMethodField()
     sla_breached = serializers.SerializerMethodField()
@@ -287,6 +293,16 @@ class BugReportSerializer(serializers.ModelSerializer):
             cls._built_fields = built
         return copy.deepcopy(built)
 
+    def _plan_for(self, plan):
+        fields = self.context.get("fields")
+        if fields is None:
+            return plan
+        chosen = getattr(self, "_chosen_plan", None)
+        if chosen is None:
+            wanted = set(fields)
+            chosen = self._chosen_plan = [(name, fast) for name, fast in plan if name in wanted]
+        return chosen
+
     def to_representation(self, instance):
         """DRF's output, read straight off the row for the plain fields (a list page renders
         50 reports x 40 fields: the generic path was half of its time).
@@ -299,7 +315,7 @@ class BugReportSerializer(serializers.ModelSerializer):
         if plan is None:
             plan = cls._plan = [_fast_reader(field) for field in self._readable_fields]
         out = {}
-        for name, fast in plan:
+        for name, fast in self._plan_for(plan):
             if fast is not None:
                 out[name] = fast(self, instance)
                 continue
@@ -340,6 +356,68 @@ class BugReportSerializer(serializers.ModelSerializer):
         return repo_hints(report.stack_trace)
 
 
+# The columns each shown field reads: a response with fewer fields loads fewer columns (a
+# compact page must not drag 50 descriptions and telemetry blobs out of the database).
+# `occurrences` and `duplicates_count` come from report_list()'s annotations.
+_FIELD_COLUMNS = {
+    "claim": ("claim_holder", "claim_expires_at"),
+    "sla_breached": ("status", "sla_due_at"),
+    "occurrences": ("dedup_group",),
+    "duplicates_count": (),
+    "repo_hints": ("stack_trace",),
+}
+
+
+class BugReportCompactSerializer(BugReportSerializer):
+    """`view=compact`: what an agent needs to pick a report, about 350 characters each.
+
+    Times to the second, and the first three repo hints relative to the repository root.
+    """
+
+    sla_due_at = serializers.DateTimeField(format="%Y-%m-%dT%H:%M:%SZ")
+    created_at = serializers.DateTimeField(format="%Y-%m-%dT%H:%M:%SZ")
+
+    class Meta(BugReportSerializer.Meta):
+        fields = [
+            "id",
+            "title",
+            "severity",
+            "status",
+            "component",
+            "category",
+            "occurrences",
+            "claim",
+            "sla_due_at",
+            "sla_breached",
+            "created_at",
+            "repo_hints",
+        ]
+        read_only_fields = fields
+
+    def get_repo_hints(self, report) -> list[str]:
+        return [repo_path(path) for path in repo_hints(report.stack_trace)[:COMPACT_REPO_HINTS]]
+
+
+# The compact view's repo_hints: the innermost few files are where an agent starts.
+COMPACT_REPO_HINTS = 3
+REPORT_VIEWS = {"full": BugReportSerializer, "compact": BugReportCompactSerializer}
+REPORT_VIEW_FIELDS = {name: tuple(cls.Meta.fields) for name, cls in REPORT_VIEWS.items()}
+COMPACT_FIELDS = REPORT_VIEW_FIELDS["compact"]
+
+
+def report_columns(fields) -> list[str]:
+    """Model columns to load for rendering `fields` (for QuerySet.only())."""
+    columns = {"id"}
+    for name in fields:
+        columns.update(_FIELD_COLUMNS.get(name, (name,)))
+    return sorted(columns)
+
+
+@extend_schema_field(CONTEXT_SCHEMA)
+class ContextBundleField(serializers.JSONField):
+    """The context bundle (GET /api/bug-reports/{id}/context) as a JSON object."""
+
+
 class ClaimResponseSerializer(serializers.Serializer):
     claim_token = serializers.CharField(
         help_text="Shown only in this response; send it as X-Claim-Token."
@@ -349,6 +427,9 @@ class ClaimResponseSerializer(serializers.Serializer):
         help_text="+1 with every claim and re-claim: fence writes (a push, a deploy) with it."
     )
     report = BugReportSerializer()
+    context = ContextBundleField(
+        required=False, help_text="With `context: true` (claim-next): the report's context bundle."
+    )
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -370,28 +451,67 @@ class LeaseSerializer(UnknownFieldsRefused):
     lease_seconds = StrictIntegerField(min_value=1, max_value=86400, required=False)
 
 
+class CommaListField(serializers.ListField):
+    """A JSON list of strings, or one string holding a comma list ("high,critical")."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [part.strip() for part in data.split(",") if part.strip()]
+        return super().to_internal_value(data)
+
+
 class ClaimNextSerializer(LeaseSerializer):
-    severity = serializers.ListField(
-        child=StrictChoiceField(choices=Severity.choices), required=False
+    severity = CommaListField(
+        child=StrictChoiceField(choices=Severity.choices),
+        required=False,
+        help_text="Any of these severities: a list or a comma list.",
     )
     min_severity = StrictChoiceField(choices=Severity.choices, required=False)
-    category = StrictCharField(max_length=100, required=False)
-    component = StrictCharField(max_length=SHORT_TEXT_MAX, required=False)
     purpose = StrictChoiceField(
         choices=AttemptPurpose.choices,
         required=False,
         help_text="`fix` (default): open reports to work on. `verify`: reports awaiting "
         "verification that the caller did not resolve.",
     )
+    category = CommaListField(
+        child=StrictCharField(max_length=100),
+        required=False,
+        max_length=50,
+        help_text="Any of these categories: a list or a comma list.",
+    )
+    component = CommaListField(
+        child=StrictCharField(max_length=SHORT_TEXT_MAX),
+        required=False,
+        max_length=50,
+        help_text="Any of these components: a list or a comma list.",
+    )
+    view = StrictChoiceField(
+        choices=list(REPORT_VIEWS),
+        required=False,
+        help_text="Shape of the returned `report`: `full` (default) or `compact`.",
+    )
+    context = StrictBooleanField(
+        required=False,
+        help_text="Also return the report's context bundle as `context` (one call to start).",
+    )
+    max_chars = StrictIntegerField(
+        min_value=MIN_MAX_CHARS,
+        max_value=MAX_MAX_CHARS,
+        required=False,
+        help_text="The context bundle's budget in characters (default 12,000); needs `context`.",
+    )
 
-    def to_internal_value(self, data):
-        # Accept a single severity or a comma list as well as a JSON list.
-        if isinstance(data, dict) and isinstance(data.get("severity"), str):
-            data = {
-                **data,
-                "severity": [s.strip() for s in data["severity"].split(",") if s.strip()],
-            }
-        return super().to_internal_value(data)
+    wait = StrictIntegerField(
+        min_value=0,
+        max_value=60,
+        required=False,
+        help_text="Seconds to wait for a matching report when none is available (long-poll).",
+    )
+
+    def validate(self, attrs):
+        if "max_chars" in attrs and not attrs.get("context"):
+            raise serializers.ValidationError({"max_chars": ["Only with `context: true`."]})
+        return attrs
 
 
 class ReleaseClaimSerializer(UnknownFieldsRefused):

@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -16,6 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from bugtracker.domain import InvalidInput, NotFound, PreconditionFailed
+from bugtracker.fields import chosen_fields, chosen_view, fields_parameters
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
 from bugtracker.models import Role
@@ -27,6 +29,15 @@ from dedup.serializers import MergeSerializer
 from telemetry.context import submission_context
 
 from . import claims, services
+from .context import (
+    CONTEXT_SCHEMA,
+    DEFAULT_MAX_CHARS,
+    FORMATS,
+    MAX_MAX_CHARS,
+    MIN_MAX_CHARS,
+    context_bundle,
+    parse_max_chars,
+)
 from .errors import (
     AdminRequired,
     ClaimConflict,
@@ -41,6 +52,8 @@ from .filters import BugReportFilter
 from .models import BugReport
 from .selectors import report_attempts, report_events, report_list, report_with_counts
 from .serializers import (
+    REPORT_VIEW_FIELDS,
+    REPORT_VIEWS,
     AttemptSerializer,
     BugReportCreateSerializer,
     BugReportSerializer,
@@ -53,8 +66,10 @@ from .serializers import (
     ReleaseClaimSerializer,
     ResolveSerializer,
     VerifySerializer,
+    report_columns,
 )
 from .summary import report_summary
+from .waiting import claim_waiting
 
 # The problems a write to a claimed report can answer, as schema examples.
 TOKEN_PROBLEMS = (InvalidInput, NotFound, ClaimTokenRequired, ClaimTokenMismatch, LeaseLost)
@@ -78,6 +93,12 @@ ORDERINGS = {
     ],
 }
 ATTEMPT_ORDER = [Key("started_at", ASC, "dt"), Key("id", ASC, "int")]
+
+# A report's history pages oldest first, like the reports list pages by its ordering.
+SUBLIST_ORDERINGS = {
+    "events": [Key("created_at", ASC, "dt"), Key("id", ASC, "int")],
+}
+REPORT_FIELD_NAMES = frozenset(field.name for field in BugReport._meta.concrete_fields)
 
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 _NULLABLE_INT = {"type": "integer", "nullable": True}
@@ -129,6 +150,13 @@ ORDERING_PARAM = OpenApiParameter(
 )
 
 
+def _max_chars_param(raw) -> int:
+    try:
+        return parse_max_chars(raw)
+    except ValueError as error:
+        raise ValidationError({"max_chars": [str(error)]}) from None
+
+
 def _with_request_context(data: dict, request) -> dict:
     """Fill trace/request/release ids the body left out from the request's own context."""
     context = submission_context(request)
@@ -159,13 +187,14 @@ def _storable(value):
             "`include_duplicates=true` or `duplicate_of` is given. An invalid filter value is a "
             "400 naming the parameter."
         ),
-        parameters=[ORDERING_PARAM],
+        parameters=[ORDERING_PARAM, *fields_parameters(REPORT_VIEW_FIELDS)],
         responses={200: BugReportSerializer(many=True), **problems(400, 401, 403)},
     ),
     retrieve=extend_schema(
         summary="One report",
         description="The report with `ETag` set to its version.",
-        responses={200: BugReportSerializer, **problems(401, 403, 404)},
+        parameters=fields_parameters(REPORT_VIEW_FIELDS),
+        responses={200: BugReportSerializer, **problems(400, 401, 403, 404)},
     ),
 )
 class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -176,11 +205,22 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        reports = report_list()
+        queryset = report_list()
         if caller_role(self.request) == Role.REPORTER:
             # A reporter reads back what it submitted, and nothing else.
-            reports = reports.filter(reporter_id=caller_id(self.request))
-        return reports
+            queryset = queryset.filter(reporter_id=caller_id(self.request))
+        if self.action == "list":
+            # The cursor reads the sort keys off the last row: load them too.
+            keys = [k.name for k in self.get_ordering_keys() if k.name in REPORT_FIELD_NAMES]
+            queryset = queryset.only(*report_columns(self.shape()[1]), *keys)
+        return queryset
+
+    def shape(self) -> tuple[str, list[str]]:
+        """(view, fields) this request asked for with `view=` and `fields=` (list, detail)."""
+        if not hasattr(self, "_shape"):
+            view = chosen_view(self.request, REPORT_VIEW_FIELDS)
+            self._shape = view, chosen_fields(self.request, REPORT_VIEW_FIELDS[view])
+        return self._shape
 
     def get_permissions(self):
         if self.action == "create" and caller_role(self.request) is None:
@@ -190,11 +230,21 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return super().get_permissions()
 
     def get_serializer_context(self):
-        return {**super().get_serializer_context(), "now": timezone.now()}
+        context = {**super().get_serializer_context(), "now": timezone.now()}
+        if self.action in ("list", "retrieve"):
+            context["fields"] = self.shape()[1]
+        return context
+
+    def get_serializer_class(self):
+        if self.action in ("list", "retrieve"):
+            return REPORT_VIEWS[self.shape()[0]]
+        return super().get_serializer_class()
 
     def get_ordering_keys(self):
         if self.action == "attempts":
             return ATTEMPT_ORDER
+        if self.action in SUBLIST_ORDERINGS:
+            return SUBLIST_ORDERINGS[self.action]
         ordering = self.request.query_params.get("ordering", "priority")
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"Must be one of: {', '.join(ORDERINGS)}."]})
@@ -208,8 +258,13 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     def get_object(self):
         # get(), not first(): no ORDER BY to compile for a primary-key lookup (hot path).
+        queryset = self.get_queryset()  # a reporter's own reports only
+        if self.action == "retrieve":
+            queryset = queryset.only(*report_columns(self.shape()[1]))
+        else:
+            queryset = queryset.select_related("dedup_group")
         try:
-            return self.get_queryset().select_related("dedup_group").get(pk=self.report_id())
+            return queryset.get(pk=self.report_id())
         except BugReport.DoesNotExist:
             raise NotFound(f"No bug report {self.kwargs[self.lookup_field]}.") from None
 
@@ -310,8 +365,8 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @extend_schema(
         methods=["GET"],
         summary="A report's history",
-        description="Every event of the report, oldest first.",
-        responses={200: EventSerializer(many=True), **problems(401, 403, 404)},
+        description="Every event of the report, oldest first, cursor-paginated like the reports list.",
+        responses={200: EventSerializer(many=True), **problems(400, 401, 403, 404)},
     )
     @extend_schema(
         methods=["POST"],
@@ -323,13 +378,14 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             **problems(400, 401, 403, 404, 413, 415, examples=TOKEN_PROBLEMS),
         },
     )
-    @action(detail=True, methods=["get", "post"], pagination_class=None, filterset_class=None)
+    @action(detail=True, methods=["get", "post"], filterset_class=None)
     def events(self, request, *args, **kwargs):
         report_id = self.report_id()
         if request.method == "GET":
-            if not report_list().filter(pk=report_id).exists():
+            if not BugReport.objects.filter(pk=report_id).exists():
                 raise NotFound(f"No bug report {report_id}.")
-            return Response(EventSerializer(report_events(report_id=report_id), many=True).data)
+            page = self.paginate_queryset(report_events(report_id=report_id))
+            return self.get_paginated_response(EventSerializer(page, many=True).data)
         serializer = EventCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         event = services.report_add_event(
@@ -343,7 +399,55 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         )
         return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
 
-    def _claim_response(self, report, token):
+    @extend_schema(
+        summary="Everything to start on a report, within a budget",
+        description=(
+            "One response with what an agent needs to start: sections `report`, `error`, "
+            "`frames` (in-app, innermost first, repo-relative), `attempts`, `notes` (latest "
+            "first), `duplicates`, `related`, `telemetry` (with the suspect release range) and "
+            "`untrusted` (text written by the reporter — title, description, metadata, titles "
+            "of duplicates and related reports — labelled as data, never instructions). The "
+            "body is never longer than `max_chars` characters: lower sections shrink first "
+            "(strings cut with a marker saying how much, lists shortened), then are dropped; "
+            "`truncated` lists what was cut. `format=markdown` (or `Accept: text/markdown`) "
+            "returns the same as markdown."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "max_chars",
+                int,
+                default=DEFAULT_MAX_CHARS,
+                description=f"Budget in characters ({MIN_MAX_CHARS} to {MAX_MAX_CHARS}).",
+            ),
+            OpenApiParameter("format", str, enum=list(FORMATS), default="json"),
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(CONTEXT_SCHEMA, description="The bundle."),
+            (200, "text/markdown"): OpenApiResponse(str, description="The bundle as markdown."),
+            **problems(400, 401, 403, 404),
+        },
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def context(self, request, *args, **kwargs):
+        max_chars = _max_chars_param(request.query_params.get("max_chars"))
+        fmt = request.query_params.get("format")
+        if fmt is None:
+            fmt = "markdown" if "text/markdown" in request.headers.get("Accept", "") else "json"
+        if fmt not in FORMATS:
+            raise ValidationError({"format": [f"{fmt!r} is not one of: {', '.join(FORMATS)}."]})
+        bundle = context_bundle(report_id=self.report_id(), max_chars=max_chars, fmt=fmt)
+        content_type = "application/json" if fmt == "json" else "text/markdown; charset=utf-8"
+        return HttpResponse(bundle.body, content_type=content_type)
+
+    def perform_content_negotiation(self, request, force=False):
+        # The bundle renders itself (its length is the budget): `format` and `Accept` are its
+        # parameters, not DRF's renderer switch (which would 404 on format=markdown).
+        if self.action == "context":
+            renderer = self.get_renderers()[0]
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
+    def _claim_response(self, report, token, *, view: str = "full", context=None):
         # ClaimResponseSerializer's shape (it documents it), without building its nested
         # report serializer's fields on every claim.
         body = {
@@ -352,10 +456,12 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
                 report.claim_expires_at
             ),
             "claim_epoch": report.claim_epoch,
-            "report": BugReportSerializer(
+            "report": REPORT_VIEWS[view](
                 report_with_counts(report), context=self.get_serializer_context()
             ).data,
         }
+        if context is not None:
+            body["context"] = context
         response = Response(body)
         response["ETag"] = etag_for(report.version)
         return response
@@ -392,12 +498,20 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         summary="Claim the next report",
         description=(
             "Atomically claims the highest-priority open, unclaimed canonical report matching "
-            "the filters. Concurrent callers never get the same report. 204 when none is available."
+            "the filters (`severity`, `category`, `component`: any of a list or comma list). "
+            "Concurrent callers never get the same report. 204 when none is available. "
+            "`view: compact` returns the report in the compact view; `context: true` adds the "
+            "report's context bundle (`max_chars`, default 12,000) as `context`: one call from "
+            "'give me work' to 'I know enough to start'. `wait` (0-60 s) long-polls: with "
+            "nothing to hand out, the request waits until a matching report can be claimed "
+            "(then claims it, exactly as without `wait`) or the wait ends (204). A report "
+            "committed on any instance reaches a waiting agent within a second. Too many "
+            "waiting requests on one instance: 503 with Retry-After."
         ),
         request=ClaimNextSerializer,
         responses={
             200: ClaimResponseSerializer,
-            204: OpenApiResponse(description="Nothing to claim."),
+            204: OpenApiResponse(description="Nothing to claim (after `wait` seconds)."),
             **problems(400, 401, 403),
         },
     )
@@ -409,14 +523,35 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             serializer.is_valid(raise_exception=True)
             filters = dict(serializer.validated_data)
         lease_seconds = filters.pop("lease_seconds", None)
-        # The claimed report comes back with everything the response shows: nothing is read
-        # after the claim commits, so a token cannot be lost to a failed read.
-        claimed = claims.report_claim_next(
-            actor=caller_id(request), lease_seconds=lease_seconds, filters=filters
+        view = filters.pop("view", "full")
+        with_context = filters.pop("context", False)
+        max_chars = filters.pop("max_chars", DEFAULT_MAX_CHARS)
+        wait = filters.pop("wait", 0)
+        actor = caller_id(request)
+
+        def attempt():
+            if not with_context:
+                # The claimed report comes back with everything the response shows: nothing
+                # is read after the claim commits, so a token cannot be lost to a failed read.
+                claimed = claims.report_claim_next(
+                    actor=actor, lease_seconds=lease_seconds, filters=filters
+                )
+                return None if claimed is None else self._claim_response(*claimed, view=view)
+            # The bundle is read in the claim's transaction: if reading it fails, the claim
+            # is undone with it, so a token is never lost to a failed read here either.
+            with transaction.atomic():
+                claimed = claims.report_claim_next(
+                    actor=actor, lease_seconds=lease_seconds, filters=filters
+                )
+                if claimed is None:
+                    return None
+                bundle = context_bundle(report_id=claimed[0].pk, max_chars=max_chars)
+                return self._claim_response(*claimed, view=view, context=bundle.data)
+
+        response = (
+            attempt() if not wait else claim_waiting(filters=filters, wait=wait, attempt=attempt)
         )
-        if claimed is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return self._claim_response(*claimed)
+        return response or Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
         summary="Extend a lease",

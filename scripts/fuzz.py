@@ -63,6 +63,8 @@ def server_environment(workdir: Path, port: int) -> dict[str, str]:
         GUNICORN_LIMIT_REQUEST_LINE="0",
         GUNICORN_THREADS="4",
         BUGTRACKER_WORKER="0",
+        # Long-polls end after a second: the fuzzer asks for `wait` up to 60 s.
+        LONG_POLL_MAX_SECONDS="1",
         # Webhooks the fuzzer subscribes are never delivered: nothing leaves the machine.
         WEBHOOK_WORKER="0",
         LOG_LEVEL=env.get("FUZZ_LOG_LEVEL", "WARNING"),

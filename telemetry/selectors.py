@@ -56,3 +56,24 @@ def reports_on_trace(*, trace_id: str):
         .select_related("dedup_group")
         .order_by("created_at", "id")[:TRACE_REPORTS_LIMIT]
     )
+
+
+def release_and_previous(
+    *, sha: str | None, environment: str | None, at: datetime
+) -> tuple[Release | None, Release | None]:
+    """The deployment of `sha` to `environment` live at `at` (else its latest), and the
+    deployment of another sha there just before it: `previous.sha..release.sha` is the range
+    of commits that may have brought a bug in. Two indexed lookups."""
+    if not sha or not environment:
+        return None, None
+    deployments = Release.objects.filter(sha=sha, environment=environment)
+    release = (
+        deployments.filter(deployed_at__lte=at).order_by("-deployed_at", "-id").first()
+        or deployments.order_by("-deployed_at", "-id").first()
+    )
+    if release is None:
+        return None, None
+    previous = (
+        releases_live_at(environment=environment, at=release.deployed_at).exclude(sha=sha).first()
+    )
+    return release, previous

@@ -106,7 +106,7 @@ def test_a_fixed_canonical_reopens_as_the_table_says(admin_client, row, how):
         occurrence = submit(admin_client, line=20, release=case["release"])
 
     canonical = admin_client.get(f"{REPORTS}/{first['id']}").json()
-    history = admin_client.get(f"{REPORTS}/{first['id']}/events").json()
+    history = admin_client.get(f"{REPORTS}/{first['id']}/events").json()["results"]
     regressed = [event for event in history if event["kind"] == "regressed"]
     assert occurrence["duplicate_of"] == first["id"]
     assert canonical["occurrences"] == 2

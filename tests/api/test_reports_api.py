@@ -164,7 +164,7 @@ def test_patch_legal_transition_writes_a_status_event(agent_client):
         agent_client.patch(f"{URL}/{report.pk}", {"status": "triaged"}, format="json").status_code
         == 200
     )
-    kinds = [e["kind"] for e in agent_client.get(f"{URL}/{report.pk}/events").json()]
+    kinds = [e["kind"] for e in agent_client.get(f"{URL}/{report.pk}/events").json()["results"]]
     assert kinds == ["created", "status_changed"]
 
 
@@ -193,7 +193,7 @@ def test_events_append_and_read_oldest_first(agent_client):
         )
         assert response.status_code == 201
         assert response.json()["actor"] == "agent-1"
-    history = agent_client.get(f"{URL}/{report.pk}/events").json()
+    history = agent_client.get(f"{URL}/{report.pk}/events").json()["results"]
     assert [e["message"] for e in history[1:]] == ["first", "second"]
 
 

@@ -67,7 +67,12 @@ def test_agent_loop_over_stdio_claim_note_resolve(server, agent_key):
             claimed = await mcp.call("claim_next")
             assert claimed["claimed"] is True and claimed["report_id"] == str(urgent.pk)
             # The context bundle once the server has GET …/context, the compact report before.
-            shown = claimed["context"]["report"] if "context" in claimed else claimed["report"]
+            # The bundle keeps reporter-written text (the title) in its `untrusted` section.
+            if "context" in claimed:
+                bundle = claimed["context"]
+                shown = {**bundle["report"], "title": bundle["untrusted"]["title"]}
+            else:
+                shown = claimed["report"]
             assert shown["id"] == str(urgent.pk) and shown["title"] == "Checkout crashes"
 
             note = await mcp.call(

@@ -125,7 +125,7 @@ def test_an_occurrence_from_the_same_release_is_counted_one_from_a_new_release_r
     assert canonical["status"] == "triaged"
     assert canonical["resolved_at"] is None
     assert canonical["occurrences"] == 3
-    history = admin_client.get(f"{REPORTS}/{first['id']}/events").json()
+    history = admin_client.get(f"{REPORTS}/{first['id']}/events").json()["results"]
     regressed = [e for e in history if e["kind"] == "regressed"]
     assert len(regressed) == 1
     assert regressed[0]["data"]["release"] == "b" * 40
@@ -233,9 +233,9 @@ def test_split_detaches_a_duplicate_and_the_split_stays(admin_client):
     assert shown["occurrences"] == 1
     assert get(admin_client, a)["occurrences"] == 2
     assert get(admin_client, other)["duplicate_of"] == a["id"]
-    assert [e["kind"] for e in admin_client.get(f"{REPORTS}/{duplicate['id']}/events").json()][
-        -1
-    ] == "split"
+    assert [
+        e["kind"] for e in admin_client.get(f"{REPORTS}/{duplicate['id']}/events").json()["results"]
+    ][-1] == "split"
 
     # Later occurrences of its fingerprint go to the split-off report.
     later = submit(admin_client, line=7)

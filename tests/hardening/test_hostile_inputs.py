@@ -267,6 +267,7 @@ def test_hostile_ids_in_paths_are_404_problems(agent_client, admin_client):
             ("get", "/events"),
             ("post", "/events"),
             ("get", "/runs"),
+            ("get", "/context"),
             ("post", "/claim"),
             ("post", "/heartbeat"),
             ("post", "/release"),
@@ -327,8 +328,12 @@ def test_hostile_claim_family_bodies_are_400(agent_client, admin_client, victim)
     bodies += [{"note": value} for value in [0, [], {}, "\x00"]]
     bodies += [{"verify": value} for value in ["maybe", [], {}, 2]]
     bodies += [{"commit_shas": value} for value in ["abc", ["zz"], [1], ["a" * 65]]]
-    # An empty severity list to claim-next means "any severity".
-    bodies = [b for b in bodies if not legitimate(*next(iter(b.items()))) and b != {"severity": []}]
+    # An empty severity or category list to claim-next means "any".
+    bodies = [
+        b
+        for b in bodies
+        if not legitimate(*next(iter(b.items()))) and b not in ({"severity": []}, {"category": []})
+    ]
     for body in bodies:
         for path in (f"{detail}/claim", f"{URL}/claim-next", f"{detail}/heartbeat"):
             response = send(agent_client, "POST", path, body)

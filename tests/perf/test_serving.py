@@ -1,4 +1,5 @@
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_gunicorn_conf(monkeypatch, **environ):
-    for name in ("HOST", "PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
+    # The config sets defaults in os.environ for the workers: keep them out of this process.
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    for name in ("HOST", "PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS", "DB_POOL_MAX"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -23,7 +26,10 @@ def test_gunicorn_takes_workers_threads_and_address_from_the_environment(monkeyp
         monkeypatch, HOST="0.0.0.0", PORT="9000", WEB_CONCURRENCY="3", GUNICORN_THREADS="8"
     )
     assert conf.bind == ["0.0.0.0:9000"]
-    assert (conf.workers, conf.threads, conf.worker_class) == (3, 8, "gthread")
+    # 8 threads for ordinary requests, 64 more for long-polls parked asleep (WAIT_SLOTS).
+    assert (conf.workers, conf.threads, conf.worker_class) == (3, 72, "gthread")
+    conf = load_gunicorn_conf(monkeypatch, GUNICORN_THREADS="8", WAIT_SLOTS="0")
+    assert conf.threads == 8
     assert conf.wsgi_app == "bugtracker.wsgi:application"
 
 

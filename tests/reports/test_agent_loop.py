@@ -281,7 +281,7 @@ def test_the_attempt_list_shows_expired_released_worker_and_resolved_in_order(
     assert (rows[2]["exit_code"], rows[2]["output_tail"]) == (3, "boom")
     assert all(a["ended_at"] for a in rows)
     # /runs keeps answering as before.
-    runs = agent_client.get(f"{URL}/{report.pk}/runs").json()
+    runs = agent_client.get(f"{URL}/{report.pk}/runs").json()["results"]
     assert [r["outcome"] for r in runs] == ["failed"]
 
 

@@ -37,7 +37,7 @@ def test_runs_endpoint_lists_a_reports_runs_oldest_first(agent_client, script_lo
 
     response = agent_client.get(f"/api/bug-reports/{report.pk}/runs")
     assert response.status_code == 200
-    runs = response.json()
+    runs = response.json()["results"]
     assert [(r["attempt"], r["outcome"], r["exit_code"]) for r in runs] == [
         (1, "failed", 3),
         (2, "failed", 3),
