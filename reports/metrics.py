@@ -1,14 +1,16 @@
 """The reports' gauges on /metrics, read from the database when scraped.
 
 The numbers are those of `bugstatus --json` (reports.summary.report_summary: one rule, one
-place). Cost per scrape: the summary's two aggregate queries. The remediation runs and queues
+place). Cost per scrape: the summary's two aggregate queries and one over claim attempts. The remediation runs and queues
 are remediation/metrics.py's.
 """
 
 from collections.abc import Iterator
 
+from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .models import ClaimAttempt
 from .summary import report_summary
 
 
@@ -48,11 +50,34 @@ def report_gauges() -> Iterator[Metric]:
         summary["claims_live"],
     )
     yield GaugeMetricFamily(
+        "bugtracker_reports_needs_human",
+        "Open reports waiting for a human (out of claim-next until one clears them).",
+        summary["needs_human"],
+    )
+    yield GaugeMetricFamily(
         "bugtracker_backlog_alerts",
         "Backlog alerts firing now (bugstatus --check).",
         len(summary["backlog_alerts"]),
     )
 
 
+def attempt_gauges() -> Iterator[Metric]:
+    attempts = GaugeMetricFamily(
+        "bugtracker_claim_attempts",
+        "Claim attempts (agents and the worker) by outcome; `running` are the live ones.",
+        labels=["outcome"],
+    )
+    counted = dict(
+        ClaimAttempt.objects.order_by()
+        .values_list("outcome")
+        .annotate(n=Count("id"))
+        .values_list("outcome", "n")
+    )
+    for outcome in ClaimAttempt._meta.get_field("outcome").choices or []:
+        attempts.add_metric([outcome[0]], counted.get(outcome[0], 0))
+    yield attempts
+
+
 def collect() -> Iterator[Metric]:
     yield from report_gauges()
+    yield from attempt_gauges()

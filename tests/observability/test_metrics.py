@@ -77,7 +77,8 @@ def test_requests_are_counted_by_route_template_method_and_status(agent_client):
 def test_gauges_match_bugstatus_json():
     now = timezone.now()
     make_report(severity="critical")
-    make_report(severity="low")
+    waiting = make_report(severity="low")
+    BugReport.objects.filter(pk=waiting.pk).update(needs_human=True)
     old = make_report(severity="high")
     BugReport.objects.filter(pk=old.pk).update(
         created_at=now - timedelta(days=3), sla_due_at=now - timedelta(days=2)
@@ -104,6 +105,10 @@ def test_gauges_match_bugstatus_json():
     assert value(samples, "bugtracker_open_incidents") == status["open_incidents"] == 5
     assert value(samples, "bugtracker_reports_sla_breached") == status["sla_breached"] == 1
     assert value(samples, "bugtracker_claims_live") == status["claims_live"] == 1
+    assert value(samples, "bugtracker_reports_needs_human") == status["needs_human"] == 1
+    # Two claims: one running, one whose lease lapsed (still `running` until it is noticed).
+    assert value(samples, "bugtracker_claim_attempts", outcome="running") == 2
+    assert value(samples, "bugtracker_claim_attempts", outcome="released") == 0
     age = value(samples, "bugtracker_oldest_open_report_age_seconds")
     assert abs(age - status["oldest_open_age_seconds"]) < 5
     assert age > 3 * 24 * 3600 - 5
@@ -116,8 +121,9 @@ def test_gauges_match_bugstatus_json():
 def test_gauges_cost_a_bounded_number_of_queries(django_assert_max_num_queries):
     for severity in ("critical", "high", "medium", "low") * 5:
         make_report(severity=severity)
-    # The summary's two aggregates, runs by outcome, deliveries by result, active webhooks.
-    with django_assert_max_num_queries(5):
+    # The summary's two aggregates, attempts by outcome, runs by outcome, deliveries by
+    # result, active webhooks: the same six whatever the number of reports.
+    with django_assert_max_num_queries(6):
         metrics.exposition()
 
 
