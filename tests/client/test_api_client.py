@@ -3,6 +3,9 @@
 An in-memory transport stands in for the server here, since a live one cannot be made to
 answer 429/503 on cue without waiting out real rate windows."""
 
+import threading
+import time
+
 import httpx2
 import pytest
 from bugtracker_client import api as api_module
@@ -12,7 +15,20 @@ from bugtracker_client.api import ApiError, BugtrackerClient
 @pytest.fixture
 def waits(monkeypatch):
     slept = []
-    monkeypatch.setattr(api_module.time, "sleep", slept.append)
+    test_thread = threading.get_ident()
+
+    class Clock:
+        """The client module's `time`, its sleeps recorded: only this module's, and only this
+        thread's (the server's background threads sleep too in the same process)."""
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def sleep(self, seconds):
+            if threading.get_ident() == test_thread:
+                slept.append(seconds)
+
+    monkeypatch.setattr(api_module, "time", Clock())
     return slept
 
 
