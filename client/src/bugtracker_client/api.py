@@ -24,22 +24,23 @@ RETRY_STATUSES = (429, 503)  # the server did nothing and says when to come back
 MAX_RETRY_WAIT = 60.0
 FULL_ID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
 
-# `view=compact` of the design: what an agent needs to pick a report from a list.
-COMPACT_FIELDS = (
+# What a write's answer shows of the report it changed: enough to see what the write did,
+# without the report's long texts (the server's `view=compact` shapes lists and claims).
+OUTCOME_FIELDS = (
     "id",
     "title",
-    "severity",
     "status",
+    "severity",
     "component",
     "category",
-    "occurrences",
     "claim",
-    "sla_due_at",
-    "sla_breached",
-    "created_at",
-    "repo_hints",
+    "assignee_id",
+    "needs_human",
+    "next_attempt_at",
+    "duplicate_of",
+    "pr_url",
+    "verified_by",
 )
-COMPACT_REPO_HINTS = 3
 
 RELEASE_REASONS = (
     "cannot_reproduce",
@@ -118,20 +119,9 @@ class Claim:
         return str(self.report["id"])
 
 
-def compact(report: Mapping[str, Any]) -> dict:
-    """A report reduced to the design's compact view (the server's `view=compact`)."""
-    shown = {name: report[name] for name in COMPACT_FIELDS if name in report}
-    if isinstance(shown.get("repo_hints"), list):
-        shown["repo_hints"] = shown["repo_hints"][:COMPACT_REPO_HINTS]
-    return shown
-
-
-def select_fields(report: Mapping[str, Any], fields: Iterable[str] | None) -> dict:
-    """`fields=` applied to a report (`id` always), whether or not the server did it."""
-    if not fields:
-        return dict(report)
-    wanted = {"id", *fields}
-    return {name: value for name, value in report.items() if name in wanted}
+def changed(report: Mapping[str, Any]) -> dict:
+    """A changed report as a write's answer shows it (`OUTCOME_FIELDS`)."""
+    return {name: report[name] for name in OUTCOME_FIELDS if name in report}
 
 
 def cursor_of(next_url: str | None) -> str | None:
@@ -245,30 +235,14 @@ class BugtrackerClient:
         lists may be given for the comma-list ones."""
         params = {name: _comma(value) for name, value in filters.items()}
         params.update(cursor=cursor, page_size=page_size, view=view)
-        body = self._get_shaped("/api/bug-reports", params, optional=("view",))
-        results = body["results"]
-        if view == "compact":
-            results = [compact(report) for report in results]
-        return Page(results=results, cursor=cursor_of(body.get("next")))
+        body = self._json("GET", "/api/bug-reports", params=params)
+        return Page(results=body["results"], cursor=cursor_of(body.get("next")))
 
     def get_report(self, report_id: str, *, fields: Iterable[str] | None = None) -> dict:
-        fields = list(fields or [])
-        params = {"fields": ",".join(fields)} if fields else {}
-        report = self._get_shaped(f"/api/bug-reports/{report_id}", params, optional=("fields",))
-        return select_fields(report, fields)
-
-    def _get_shaped(self, path: str, params: dict, *, optional: tuple[str, ...]) -> Any:
-        """GET with shaping parameters (`view`, `fields`) the client can also apply itself: a
-        server that does not take one answers 400 naming it (query strings are strict), and
-        the request goes again without it; the caller shapes the answer either way."""
-        try:
-            return self._json("GET", path, params=params or None)
-        except ApiError as error:
-            refused = [name for name in optional if name in error.errors and params.get(name)]
-            if error.status != 400 or not refused or set(error.errors) - set(refused):
-                raise
-            kept = {name: value for name, value in params.items() if name not in refused}
-            return self._json("GET", path, params=kept or None)
+        """One report; `fields` narrows it to those top-level fields (`id` always)."""
+        return self._json(
+            "GET", f"/api/bug-reports/{report_id}", params={"fields": _comma(fields) or None}
+        )
 
     def get_context(
         self, report_id: str, *, max_chars: int | None = None, markdown: bool = False
@@ -277,9 +251,16 @@ class BugtrackerClient:
         response = self.request("GET", f"/api/bug-reports/{report_id}/context", params=params)
         return response.text if markdown else response.json()
 
-    def events(self, report_id: str) -> list[dict]:
-        body = self._json("GET", f"/api/bug-reports/{report_id}/events")
-        return body["results"] if isinstance(body, dict) else body
+    def events(
+        self, report_id: str, *, cursor: str | None = None, page_size: int | None = None
+    ) -> Page:
+        """One page of a report's history, oldest first."""
+        body = self._json(
+            "GET",
+            f"/api/bug-reports/{report_id}/events",
+            params={"cursor": cursor, "page_size": page_size},
+        )
+        return Page(results=body["results"], cursor=cursor_of(body.get("next")))
 
     def summary(self) -> dict:
         return self._json("GET", "/api/bug-reports/summary")
@@ -308,6 +289,7 @@ class BugtrackerClient:
                 include_duplicates="true",
                 ordering="-created_at",
                 status="open,done",
+                fields="id",
             )
             found |= matching(str(report["id"]) for report in page.results)
             if len(found) > 1:
@@ -416,11 +398,15 @@ class BugtrackerClient:
             headers=self._token(token),
         )
 
-    def verify(self, report_id: str, *, outcome: str, note: str | None = None) -> dict:
+    def verify(
+        self, report_id: str, *, outcome: str, note: str | None = None, token: str | None = None
+    ) -> dict:
+        """A verifier that claimed the report (claim-next `purpose: verify`) sends its token."""
         return self._json(
             "POST",
             f"/api/bug-reports/{report_id}/verify",
             json=_without_none({"outcome": outcome, "note": note}),
+            headers=self._token(token),
         )
 
     # -- writing ---------------------------------------------------------------------------

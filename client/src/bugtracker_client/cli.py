@@ -2,7 +2,7 @@
 
 Claim tokens are kept in a private file (`BT_STATE_DIR`, default
 `$XDG_STATE_HOME/bugtracker` or ~/.local/state/bugtracker), per server and key, and sent
-by `note`, `heartbeat`, `release` and `resolve`; `bt` never prints them.
+by `note`, `heartbeat`, `release`, `resolve` and `verify`; `bt` never prints them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .api import (
     AmbiguousId,
     ApiError,
     BugtrackerClient,
-    compact,
+    changed,
     write_as_holder,
 )
 
@@ -107,6 +107,11 @@ class Output:
             table.add_row(name, shown)
         self.console.print(table)
 
+    def claimed(self, claim: dict) -> None:
+        self.reports([claim["report"]], title="claimed")
+        if "context" in claim:
+            self.console.print_json(data=claim["context"])
+
     def error(self, text: str) -> None:
         self.errors.print(f"bt: {text}", markup=False, highlight=False)
 
@@ -157,6 +162,10 @@ def parser() -> argparse.ArgumentParser:
     claim.add_argument("--min-severity", choices=SEVERITIES)
     claim.add_argument("--purpose", choices=("fix", "verify"))
     claim.add_argument("--lease", type=int, help="lease seconds (default: the server's, 900)")
+    claim.add_argument(
+        "--context", action="store_true", help="also print the report's context bundle"
+    )
+    claim.add_argument("--max-chars", type=int, help="the bundle's size limit (default 12000)")
 
     note = command("note", "add a note to a report ('-' reads the message from stdin)")
     note.add_argument("id")
@@ -253,6 +262,9 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
                 purpose=args.purpose,
                 wait=args.wait,
                 lease_seconds=args.lease,
+                view="compact",
+                context=args.context,
+                max_chars=args.max_chars,
             )
             if claim is None:
                 out.data({"claimed": False}, lambda _: out.error("nothing to claim"))
@@ -262,9 +274,12 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
                 "claimed": True,
                 "report_id": claim.report_id,
                 "claim_expires_at": claim.expires_at,
-                "report": compact(claim.report),
+                "claim_epoch": claim.epoch,
+                "report": claim.report,
             }
-            out.data(shown, lambda value: out.reports([value["report"]], title="claimed"))
+            if claim.context is not None:
+                shown["context"] = claim.context
+            out.data(shown, lambda value: out.claimed(value))
         case "note":
             target = report_id(args.id)
             message = sys.stdin.read() if args.message == "-" else args.message
@@ -280,7 +295,7 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
                 out.error(f"no claim of {target} is kept here (claim it with bt)")
                 return EXIT_ERROR
             report = api.heartbeat(target, token, lease_seconds=args.lease)
-            out.data(compact(report), out.report)
+            out.data(changed(report), out.report)
         case "release":
             target = report_id(args.id)
             report = as_holder(
@@ -288,7 +303,7 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
                 lambda token: api.release(target, token=token, reason=args.reason, note=args.note),
             )
             claims.put(target, None)
-            out.data(compact(report), out.report)
+            out.data(changed(report), out.report)
         case "resolve":
             target = report_id(args.id)
             report = as_holder(
@@ -304,10 +319,15 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
                 ),
             )
             claims.put(target, None)
-            out.data(compact(report), out.report)
+            out.data(changed(report), out.report)
         case "verify":
-            report = api.verify(report_id(args.id), outcome=args.outcome, note=args.note)
-            out.data(compact(report), out.report)
+            target = report_id(args.id)
+            report = as_holder(
+                target,
+                lambda token: api.verify(target, outcome=args.outcome, note=args.note, token=token),
+            )
+            claims.put(target, None)
+            out.data(changed(report), out.report)
         case "submit":
             trace = sys.stdin.read() if args.stack_trace == "-" else args.stack_trace
             report = api.submit(
@@ -320,7 +340,7 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
                 environment=args.environment,
                 stack_trace=trace,
             )
-            out.data(compact(report), out.report)
+            out.data(changed(report), out.report)
         case "status":
             out.data(api.summary(), out.report)
     return EXIT_OK

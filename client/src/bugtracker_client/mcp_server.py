@@ -27,7 +27,7 @@ from .api import (
     RELEASE_REASONS,
     ApiError,
     BugtrackerClient,
-    compact,
+    changed,
     write_as_holder,
 )
 from .budget import DEFAULT_MAX_CHARS, dumps, fit, hard_cut
@@ -233,6 +233,8 @@ class Tools:
         nothing is free."""
         api = self.api(ctx)
         try:
+            # One call: the claim, the compact report and the context bundle, read in the
+            # claim's transaction on the server.
             claim = api.claim_next(
                 severity=severity,
                 min_severity=min_severity,
@@ -241,35 +243,25 @@ class Tools:
                 purpose=purpose,
                 wait=wait,
                 lease_seconds=lease_seconds,
+                view="compact",
+                context=True,
+                max_chars=max(MIN_CONTEXT_CHARS, self.max_chars - CONTEXT_OVERHEAD),
             )
         except ApiError as error:
             raise self.fail(error) from None
         if claim is None:
             return self.output({"claimed": False, "detail": "Nothing to claim."})
         self.keeper.keep(connection_of(ctx), api, claim.report_id, claim.token, lease_seconds)
-        answer: dict[str, Any] = {
-            "claimed": True,
-            "report_id": claim.report_id,
-            "claim_expires_at": claim.expires_at,
-        }
-        if claim.epoch is not None:
-            answer["claim_epoch"] = claim.epoch
-        try:
-            answer["context"] = claim.context or self._context(api, claim.report_id)
-        except ApiError as error:
-            # The claim stands whatever the bundle's fate: the compact report instead (a
-            # server without GET …/context answers 404), and why.
-            answer["report"] = compact(claim.report)
-            if error.status != 404:
-                answer["context_error"] = str(error)
-        return self.output(answer)
-
-    def _context(self, api: BugtrackerClient, report_id: str) -> dict:
-        limit = max(MIN_CONTEXT_CHARS, self.max_chars - CONTEXT_OVERHEAD)
-        bundle = api.get_context(report_id, max_chars=limit)
-        if not isinstance(bundle, dict):
-            raise ApiError(0, message="The context bundle was not a JSON object.")
-        return bundle
+        return self.output(
+            {
+                "claimed": True,
+                "report_id": claim.report_id,
+                "purpose": purpose or "fix",
+                "claim_expires_at": claim.expires_at,
+                "claim_epoch": claim.epoch,
+                "context": claim.context,
+            }
+        )
 
     def add_note(
         self,
@@ -304,7 +296,7 @@ class Tools:
     ) -> str:
         """Give a claimed report back to the pool, saying why."""
         text = self.call(
-            lambda: compact(
+            lambda: changed(
                 self.with_claim(
                     ctx,
                     report_id,
@@ -334,7 +326,7 @@ class Tools:
     ) -> str:
         """Resolve a report you hold, with the evidence of the fix."""
         text = self.call(
-            lambda: compact(
+            lambda: changed(
                 self.with_claim(
                     ctx,
                     report_id,
@@ -362,9 +354,19 @@ class Tools:
     ) -> str:
         """Record the verification of someone else's fix: passed (resolved) or failed (back
         to the pool)."""
-        return self.call(
-            lambda: compact(self.api(ctx).verify(report_id, outcome=outcome, note=note))
+        text = self.call(
+            lambda: changed(
+                self.with_claim(
+                    ctx,
+                    report_id,
+                    lambda api, token: api.verify(
+                        report_id, outcome=outcome, note=note, token=token
+                    ),
+                )
+            )
         )
+        self.keeper.drop(connection_of(ctx), report_id)
+        return text
 
     def submit_report(
         self,
@@ -381,7 +383,7 @@ class Tools:
     ) -> str:
         """File a new bug report (duplicates are grouped by the server)."""
         return self.call(
-            lambda: compact(
+            lambda: changed(
                 self.api(ctx).submit(
                     title=title,
                     description=description,
