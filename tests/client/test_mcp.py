@@ -71,6 +71,8 @@ def test_agent_loop_over_stdio_claim_note_resolve(server, agent_key):
             bundle = claimed["context"]
             assert bundle["report"]["id"] == str(urgent.pk)
             assert "Checkout crashes" in json.dumps(bundle["untrusted"])
+            again = await mcp.call("get_context", report_id=str(urgent.pk), max_chars=3_000)
+            assert again["report"]["claim"]["holder"] == "agent-mcp"
 
             note = await mcp.call(
                 "add_note", report_id=str(urgent.pk), message="Reproduced with an empty cart"
@@ -104,6 +106,8 @@ def test_agent_loop_over_http_forwards_the_callers_key(server, agent_key):
             assert (await mcp.call("whoami"))["name"] == "agent-mcp"
             claimed = await mcp.call("claim_next", component=None)
             assert claimed["report_id"] == str(report.pk)
+            bundle = await mcp.call("get_context", report_id=str(report.pk))
+            assert bundle["report"]["status"] == "in_progress"
             await mcp.call("add_note", report_id=str(report.pk), message="Slow query found")
             resolved = await mcp.call(
                 "resolve", report_id=str(report.pk), resolution_notes="Index added", verify=True
