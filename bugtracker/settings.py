@@ -185,6 +185,11 @@ else:
     pool_max = env.int("DB_POOL_MAX", default=0)
     if pool_max:
         DATABASES["default"]["CONN_MAX_AGE"] = 0
+        # No health check on borrowing: Django runs it inside the pool's getconn(), before the
+        # request's connection wrapper holds the connection, so a database that stopped
+        # answering would hang it out of reach of the request deadline's watchdog. A dead
+        # pooled connection instead fails its first query (503) and the pool drops it.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": min(2, pool_max),
             "max_size": pool_max,

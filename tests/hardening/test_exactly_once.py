@@ -137,7 +137,8 @@ def test_sigkill_under_retrying_clients_leaves_exactly_one_report_per_key(tmp_pa
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_silent_database_is_503_within_the_deadline_then_recovers(tmp_path):
+@pytest.mark.parametrize("pool", ["0", "12"], ids=["per-thread-connections", "pool"])
+def test_silent_database_is_503_within_the_deadline_then_recovers(tmp_path, pool):
     _, agent_key = api_key_create(name="black-hole-agent", role="agent")
     auth = {"Authorization": f"Bearer {agent_key}"}
     db = connection.settings_dict
@@ -148,6 +149,7 @@ def test_silent_database_is_503_within_the_deadline_then_recovers(tmp_path):
         "DB_LOCK_TIMEOUT": "1",
         "DB_REQUEST_DEADLINE": "3",
         "CONN_MAX_AGE": "600",
+        "DB_POOL_MAX": pool,
     }
     bound = 3 + 3  # the deadline, plus the watchdog's tick and a loaded machine's slack
     with TcpProxy(upstream) as proxy:
