@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -33,8 +34,21 @@ UNTHROTTLED = {f"THROTTLE_{role}": "100000000/min" for role in ("REPORTER", "AGE
 UNTHROTTLED["INGEST_RATE_PER_KEY"] = "100000000/min"
 
 
-def django_setup() -> None:
-    """Point Django at the benchmark database (call before anything imports settings)."""
+# What `--database` may name: PostgreSQL (BENCH_DATABASE_URL) or a SQLite file.
+DATABASE_KINDS = ("postgres", "sqlite")
+
+
+def django_setup(database: str = "postgres", *, name: str = "bt_bench") -> None:
+    """Point Django at the benchmark database (call before anything imports settings).
+
+    `database`: `postgres`, BENCH_DATABASE_URL or else the database `name` on the local
+    server; `sqlite`, the file `<temp dir>/<name>.sqlite3`. bench_database() makes it fresh.
+    """
+    global BENCH_DATABASE_URL
+    if database == "sqlite":
+        BENCH_DATABASE_URL = f"sqlite:///{Path(tempfile.gettempdir()) / name}.sqlite3"
+    elif "BENCH_DATABASE_URL" not in os.environ:
+        BENCH_DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{name}"
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ["DATABASE_URL"] = BENCH_DATABASE_URL

@@ -17,18 +17,22 @@
 """
 
 import argparse
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bt_dedup_bench")
 
-from benchmarks.common import Row, machine, report_rows  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    DATABASE_KINDS,
+    Row,
+    bench_database,
+    django_setup,
+    machine,
+    report_rows,
+)
 
 FRAME = '  File "{path}", line {line}, in {function}\n    {code}\n'
 LIBRARY = [
@@ -180,35 +184,15 @@ def service_rates(*, reports: int, rounds: int) -> tuple[float, float]:
     return best_grouped, best_plain
 
 
-def setup_django(database: str):
-    from django.core.management import call_command
-
-    if database == "sqlite":
-        directory = tempfile.mkdtemp(prefix="bt-dedup-bench-")
-        os.environ["DATABASE_URL"] = f"sqlite:///{directory}/bench.sqlite3"
-        os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
-        os.environ["DJANGO_SETTINGS_MODULE"] = "bugtracker.settings"
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        import django
-
-        django.setup()
-        call_command("migrate", verbosity=0, interactive=False)
-        return None
-    from benchmarks.common import bench_database, django_setup
-
-    django_setup()
-    return bench_database()
-
-
 def main(argv=None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--database", choices=DATABASE_KINDS, default="postgres")
     parser.add_argument("--reports", type=int, default=2000, help="submissions per round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--fingerprints", type=int, default=20000)
     args = parser.parse_args(argv)
 
-    database_context = setup_django(args.database)
+    django_setup(args.database, name="bt_dedup_bench")
     rows = []
     same = fingerprint_rate(distinct=False, count=args.fingerprints, rounds=args.rounds)
     rows.append(
@@ -224,9 +208,7 @@ def main(argv=None) -> list[Row]:
     distinct = fingerprint_rate(distinct=True, count=args.fingerprints // 4, rounds=args.rounds)
     rows.append(Row("dedup", "fingerprint, 30-frame trace, all distinct", distinct, "/s"))
 
-    from contextlib import nullcontext
-
-    with database_context or nullcontext():
+    with bench_database():
         print(machine(), file=sys.stderr)
         grouped, plain = service_rates(reports=args.reports, rounds=args.rounds)
     rows.append(

@@ -22,11 +22,10 @@ import argparse
 import os
 import random
 import statistics
-import tempfile
 import uuid
 from pathlib import Path
 
-from .common import Row, django_setup, http_load, percentile, report_rows
+from .common import DATABASE_KINDS, Row, django_setup, http_load, percentile, report_rows
 
 COMMAND = ".venv/bin/python -m benchmarks.ingest"
 RELEASE = "3f2a9c1d7e4b5a6f8091a2b3c4d5e6f708192a3b"
@@ -416,13 +415,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
-    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--database", choices=DATABASE_KINDS, default="postgres")
     args = parser.parse_args()
-    if args.database == "sqlite":
-        from . import common
-
-        common.BENCH_DATABASE_URL = f"sqlite:///{tempfile.gettempdir()}/bt_bench.sqlite3"
-    django_setup()
+    django_setup(args.database)
     rows = run(
         reports=args.reports,
         clients=args.clients,

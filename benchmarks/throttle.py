@@ -17,38 +17,22 @@ Target: the database counter >= 0.8x the per-process one.
 import argparse
 import os
 import sys
-import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bt_throttle_bench")
 
-from benchmarks.common import Row, machine, report_rows  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    DATABASE_KINDS,
+    Row,
+    bench_database,
+    django_setup,
+    machine,
+    report_rows,
+)
 
 CHUNK = 100
-
-
-def setup_django(database: str):
-    from django.core.management import call_command
-
-    if database == "sqlite":
-        directory = tempfile.mkdtemp(prefix="bt-throttle-bench-")
-        os.environ["DATABASE_URL"] = f"sqlite:///{directory}/bench.sqlite3"
-        os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
-        os.environ["DJANGO_SETTINGS_MODULE"] = "bugtracker.settings"
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        import django
-
-        django.setup()
-        call_command("migrate", verbosity=0, interactive=False)
-        return None
-    from benchmarks.common import bench_database, django_setup
-
-    django_setup()
-    return bench_database()
 
 
 def rates(*, requests: int, rounds: int) -> dict[str, float]:
@@ -93,13 +77,13 @@ def rates(*, requests: int, rounds: int) -> dict[str, float]:
 
 def main(argv=None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--database", choices=DATABASE_KINDS, default="postgres")
     parser.add_argument("--requests", type=int, default=2000, help="requests per mode and round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
-    database_context = setup_django(args.database)
-    with database_context or nullcontext():
+    django_setup(args.database, name="bt_throttle_bench")
+    with bench_database():
         print(machine(), file=sys.stderr)
         best = rates(requests=args.requests, rounds=args.rounds)
     baseline = best["per-process cache"]

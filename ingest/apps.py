@@ -9,8 +9,8 @@ class IngestConfig(AppConfig):
         # Imports here, not at the top: models and services need the app registry ready.
         from bugtracker.services import register_dsn_issuer
 
-        from .ratelimit import rate_limit
-        from .services import dsn_key_create
+        from .ratelimit import rate_limit  # the same: via bugtracker.throttling, models
+        from .services import dsn_key_create  # the same: DsnKey, ApiKey, BugReport
 
         rate_limit()  # a malformed INGEST_RATE_PER_KEY stops start-up (ImproperlyConfigured)
         # `create_api_key --dsn` lives in bugtracker/, which imports no domain app: this app

@@ -28,7 +28,7 @@ from reports.models import BugReport, BugReportEvent, EventKind
 from .files import atomic_write
 from .mapping import KNOWN_KEYS, MIRROR_MARKER, legacy_iso
 
-logger = logging.getLogger("reports.legacy.mirror")
+logger = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MIRRORED_EVENT_KINDS = (

@@ -22,7 +22,7 @@ from reports.models import BugReport, BugReportEvent, EventKind, Status
 
 from .mapping import LEGACY_HOLDER, LegacyReport
 
-logger = logging.getLogger("reports.legacy")
+logger = logging.getLogger(__name__)
 
 IMPORT_ACTOR = "backfill"
 GROUP_CHUNK = 500

@@ -48,7 +48,7 @@ from .runner import (
     runner_environment,
 )
 
-logger = logging.getLogger("reports.worker")
+logger = logging.getLogger(__name__)
 
 CACHE_PREFIX = "bugtracker:worker:"
 CACHE_REGISTRY_KEY = "bugtracker:workers"

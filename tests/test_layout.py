@@ -8,7 +8,16 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bugtracker", "reports", "dedup", "telemetry", "remediation", "legacy", "webhooks")
+PACKAGES = (
+    "bugtracker",
+    "reports",
+    "dedup",
+    "telemetry",
+    "remediation",
+    "legacy",
+    "webhooks",
+    "ingest",
+)
 
 
 @pytest.fixture(scope="module")

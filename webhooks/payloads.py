@@ -1,5 +1,5 @@
-"""What a delivery's body says: `{"type", "timestamp", "data": {...}}`, the report in its
-compact view for report events."""
+"""What a delivery's body says: `{"type", "timestamp", "data": {...}}`, the report in the
+API's compact view (reports.serializers.REPORT_VIEWS["compact"]) for report events."""
 
 from __future__ import annotations
 
@@ -7,37 +7,16 @@ from datetime import datetime
 
 from django.utils import timezone
 
-# The compact view of a report (what an agent scanning a list needs).
-COMPACT_FIELDS = (
-    "id",
-    "title",
-    "severity",
-    "status",
-    "component",
-    "category",
-    "occurrences",
-    "claim",
-    "sla_due_at",
-    "sla_breached",
-    "created_at",
-    "repo_hints",
-)
-COMPACT_REPO_HINTS = 3
-
 
 def compact_reports(report_ids) -> dict:
-    """The reports as the API's compact view shows them now, by id (one query)."""
+    """The reports as the API's `view=compact` shows them now, by id (one query)."""
     from reports.selectors import report_list  # reports' API modules load after the apps
-    from reports.serializers import BugReportSerializer
+    from reports.serializers import REPORT_VIEWS
 
+    compact = REPORT_VIEWS["compact"]
     context = {"now": timezone.now()}
-    shown = {}
-    for report in report_list().filter(pk__in=list(report_ids)).order_by():
-        full = BugReportSerializer(report, context=context).data
-        compact = {name: full[name] for name in COMPACT_FIELDS}
-        compact["repo_hints"] = list(compact["repo_hints"])[:COMPACT_REPO_HINTS]
-        shown[report.pk] = compact
-    return shown
+    rows = report_list().filter(pk__in=list(report_ids)).order_by()
+    return {report.pk: compact(report, context=context).data for report in rows}
 
 
 def envelope(*, event_type: str, event_at: datetime, data: dict) -> dict:

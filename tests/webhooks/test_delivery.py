@@ -34,9 +34,15 @@ def run_dispatcher(until, seconds=20.0):
 
 
 @live
-def test_a_delivery_is_signed_and_verifies_with_the_standard_library(receiver, webhook_settings):
+def test_a_delivery_is_signed_and_verifies_with_the_standard_library(
+    receiver, webhook_settings, agent_client
+):
     webhook = subscribe(receiver.url)
-    report = make_report(title="Checkout crashes", severity="high")  # its outbox row with it
+    trace = "Traceback (most recent call last):\n" + "".join(
+        f'  File "/srv/app/pkg/mod{i}.py", line 3, in f{i}\n    x()\n' for i in range(5)
+    )
+    # Its outbox row comes with it.
+    report = make_report(title="Checkout crashes", severity="high", stack_trace=trace + "E: no\n")
     run_dispatcher(lambda: receiver.requests)
     request = receiver.requests[0]
     assert request.path == "/hooks/bt"
@@ -44,7 +50,10 @@ def test_a_delivery_is_signed_and_verifies_with_the_standard_library(receiver, w
     assert payload["type"] == "report.created"
     assert payload["data"]["report"]["id"] == str(report.pk)
     assert payload["data"]["report"]["title"] == "Checkout crashes"
-    assert set(payload["data"]["report"]) >= {"severity", "status", "sla_due_at", "repo_hints"}
+    # The report as the API's compact view shows it (one definition: REPORT_VIEWS["compact"]).
+    shown = agent_client.get(f"/api/bug-reports/{report.pk}?view=compact").json()
+    assert payload["data"]["report"] == shown
+    assert payload["data"]["report"]["repo_hints"] == ["pkg/mod4.py", "pkg/mod3.py", "pkg/mod2.py"]
     delivery = WebhookDelivery.objects.get()
     assert request.headers["webhook-id"] == delivery.message_id
     assert delivery.status == DeliveryStatus.SUCCEEDED

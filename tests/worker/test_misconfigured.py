@@ -48,7 +48,7 @@ def test_a_missing_remediation_command_leaves_every_report_as_it_was(
 ):
     automatable_reports()
     before = state()
-    caplog.set_level(logging.INFO, logger="reports.worker")
+    caplog.set_level(logging.INFO, logger="remediation.worker")
 
     worker = start_process_worker(
         threads=2, poll_seconds=0.05, command=["/nonexistent/fixer"], timeout=5

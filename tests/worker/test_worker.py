@@ -293,7 +293,7 @@ def test_periodic_duties_sweep_leases_enrich_telemetry_and_warn_about_the_backlo
     )
 
     worker = RemediationWorker(holder="worker:duties:1", command=COMMAND)
-    with caplog.at_level("WARNING", logger="reports.worker"):
+    with caplog.at_level("WARNING", logger="remediation.worker"):
         worker.run_duties(force=True)
 
     lapsed.refresh_from_db()
