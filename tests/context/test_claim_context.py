@@ -4,10 +4,9 @@ import json
 
 import pytest
 
-from remediation import services as automation
 from reports.context import OUTPUT_TAIL_CHARS
 from reports.serializers import COMPACT_FIELDS
-from tests.factories import make_report
+from tests.factories import failed_worker_run, make_report
 
 from .big import heavy_report
 
@@ -86,19 +85,8 @@ def test_the_next_claimer_reads_why_the_earlier_attempts_ended_newest_first(
     settings.RETRY_COOLDOWN = 0  # the cooldowns below end at once
     report = make_report(automation_enabled=True)
     # A worker run that failed, then an agent that hit a wall in its environment.
-    _, worker_token = automation.report_claim_for_automation(actor="worker:h:1")
-    run = automation.run_start(
-        report_id=report.pk, actor="worker:h:1", claim_token=worker_token, command=["fix"]
-    )
-    automation.report_run_failed(
-        report_id=report.pk,
-        run_id=run.pk,
-        actor="worker:h:1",
-        claim_token=worker_token,
-        exit_code=3,
-        output_tail="collected 12 items\n" + "." * 2000 + "\nFAILED tests/test_pay.py::test_total",
-        error="Exited with 3.",
-    )
+    output = "collected 12 items\n" + "." * 2000 + "\nFAILED tests/test_pay.py::test_total"
+    assert failed_worker_run(exit_code=3, output_tail=output, error="Exited with 3.") == report
     taken = agent_client.post(CLAIM_NEXT, {}, format="json").json()
     released = agent_client.post(
         f"/api/bug-reports/{report.pk}/release",
