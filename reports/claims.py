@@ -532,7 +532,7 @@ def check_claim(report: BugReport, *, claim_token: str | None, is_admin: bool) -
 
 
 def report_heartbeat(
-    *, report_id, actor: str, claim_token: str, lease_seconds: int | None = None
+    *, report_id, actor: str, claim_token: str | None, lease_seconds: int | None = None
 ) -> BugReport:
     """Extend the live claim's lease. Not a change of the report: `version` (the ETag) stays,
     so a background heartbeat never makes the holder's own If-Match write fail."""

@@ -15,7 +15,6 @@ length is known exactly while trimming: it never exceeds `max_chars` characters.
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +26,7 @@ from bugtracker.domain import NotFound
 from dedup.fingerprint import DEFAULT_REPO_ROOTS, exception_line, in_app_frames, repo_relative
 from telemetry.selectors import release_and_previous
 
-from .models import OPEN_STATUSES, BugReport, BugReportEvent, EventKind
+from .models import OPEN_STATUSES, BugReport, BugReportEvent, ClaimAttempt, EventKind
 from .selectors import report_list
 
 DEFAULT_MAX_CHARS = 12_000
@@ -51,6 +50,9 @@ SECTIONS = (
 # How much is read at most, whatever the report has gathered.
 FRAMES_LIMIT = 50
 ATTEMPTS_LIMIT = 10
+# Of a worker run's output only the end, where the error is (all of it is under /attempts):
+# ten attempts' tails stay a small share of the default budget.
+OUTPUT_TAIL_CHARS = 300
 NOTES_LIMIT = 20
 NOTE_KINDS = (EventKind.NOTE, EventKind.AGENT_LOG, EventKind.AGENT_ACTION)
 DUPLICATE_VALUES_LIMIT = 20
@@ -77,6 +79,8 @@ LEVELS = (
 FLOOR = len(LEVELS) - 1
 # Keys whose strings are never cut: ids, and the label that says what untrusted text is.
 UNCUT_KEYS = frozenset({"id", "notice"})
+# Keys whose strings keep their end when cut: an output's last lines say how it ended.
+TAIL_KEYS = frozenset({"output_tail"})
 
 
 def repo_path(path: str) -> str:
@@ -108,7 +112,12 @@ CONTEXT_SCHEMA = {
         "report": _SECTION,
         "error": _SECTION,
         "frames": _SECTION_LIST,
-        "attempts": _SECTION_LIST,
+        "attempts": {
+            **_SECTION_LIST,
+            "description": "The report's claims, newest first: holder, claim_epoch, purpose, "
+            "started_at, ended_at, outcome, reason, note, exit_code, and when set verification "
+            f"and the last {OUTPUT_TAIL_CHARS} characters of a worker run's output_tail.",
+        },
         "notes": _SECTION,
         "duplicates": _SECTION,
         "related": _SECTION,
@@ -186,36 +195,30 @@ def _error_section(report: BugReport) -> dict[str, Any] | None:
     return {"type": exc_type, "message": message}
 
 
-# The `attempts` section reads remediation's runs (remediation.models.AgentRun), but reports
-# may not import remediation: it is built on reports, and the import-linter contracts in
-# pyproject.toml keep the arrow pointing one way. So remediation hands its reader in from its
-# AppConfig.ready() (register_attempts_reader); the bundle keeps the section's shape. Without
-# remediation installed the section is empty.
-AttemptsReader = Callable[[Any, int], list]
-_attempts_reader: AttemptsReader | None = None
-
-
-def register_attempts_reader(reader: AttemptsReader | None) -> None:
-    """Set the reader of a report's runs: `reader(report_id, limit)` returns at most `limit`
-    runs newest first, each with attempt, runner, started_at, outcome, exit_code, error."""
-    global _attempts_reader
-    _attempts_reader = reader
-
-
 def _attempts_section(report: BugReport) -> list[dict[str, Any]]:
-    """Earlier remediation runs, newest first."""
-    runs = [] if _attempts_reader is None else _attempts_reader(report.pk, ATTEMPTS_LIMIT)
-    return [
-        {
-            "attempt": run.attempt,
-            "holder": run.runner,
-            "started_at": _iso(run.started_at),
-            "outcome": run.outcome or "running",
-            "exit_code": run.exit_code,
-            "note": run.error,
-        }
-        for run in runs[:ATTEMPTS_LIMIT]
-    ]
+    """Its claims, newest first (the live claim's running attempt included), from one query:
+    who held it, how it ended and why; a worker run's exit code and the end of its output."""
+    attempts = ClaimAttempt.objects.filter(report_id=report.pk).order_by("-started_at", "-id")
+    return [_attempt_row(attempt) for attempt in attempts[:ATTEMPTS_LIMIT]]
+
+
+def _attempt_row(attempt: ClaimAttempt) -> dict[str, Any]:
+    row = {
+        "holder": attempt.holder,
+        "claim_epoch": attempt.claim_epoch,
+        "purpose": attempt.purpose,
+        "started_at": _iso(attempt.started_at),
+        "ended_at": _iso(attempt.ended_at),
+        "outcome": attempt.outcome,
+        "reason": attempt.reason,
+        "note": attempt.note,
+        "exit_code": attempt.exit_code,
+    }
+    if attempt.verification:
+        row["verification"] = attempt.verification
+    if attempt.output_tail:
+        row["output_tail"] = attempt.output_tail[-OUTPUT_TAIL_CHARS:]
+    return row
 
 
 def _notes_section(report: BugReport) -> dict[str, Any]:
@@ -344,17 +347,21 @@ class _Cut:
     chars: int = 0
 
 
-def _marker(cut: int) -> str:
+def _marker(cut: int, key: str = "") -> str:
+    """Says how much of a string was cut, on the side it was cut from."""
+    if key in TAIL_KEYS:
+        return f"[{cut} earlier chars cut]…"
     return f"…[{cut} more chars cut]"
 
 
 def _shrink(value, string_cap: int, list_cap: int | None, cut: _Cut, key: str = ""):
     if isinstance(value, str):
         # Cut only when it saves something: a cut string is never longer than the original.
-        if key in UNCUT_KEYS or len(value) <= string_cap + len(_marker(len(value))):
+        if key in UNCUT_KEYS or len(value) <= string_cap + len(_marker(len(value), key)):
             return value
         cut.chars += len(value) - string_cap
-        return value[:string_cap] + _marker(len(value) - string_cap)
+        marker = _marker(len(value) - string_cap, key)
+        return marker + value[-string_cap:] if key in TAIL_KEYS else value[:string_cap] + marker
     if isinstance(value, dict):
         return {k: _shrink(v, string_cap, list_cap, cut, k) for k, v in value.items()}
     if isinstance(value, list):
@@ -497,8 +504,10 @@ def _markdown_value(value, indent: str = "") -> str:
     if isinstance(value, list):
         if not value:
             return f"{indent}- none"
+        # A row of a list (an attempt, a frame) on one line, without the fields it lacks.
         return "\n".join(
-            f"{indent}- " + ("; ".join(f"{k}: {_inline(v)}" for k, v in item.items()))
+            f"{indent}- "
+            + "; ".join(f"{k}: {_inline(v)}" for k, v in item.items() if v not in ("", None))
             if isinstance(item, dict)
             else f"{indent}- {_inline(item)}"
             for item in value

@@ -1,8 +1,10 @@
+"""The reports API (/api/bug-reports): list, read, submit, change, history, attempts,
+curation and the summary. The claim actions (views_claims.py) and the context bundle
+(views_context.py) are mixins the viewset composes; the changes feed is views_feed.py."""
+
 import uuid
 
 from django.conf import settings
-from django.db import transaction
-from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -10,13 +12,13 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from bugtracker.domain import InvalidInput, NotFound, PreconditionFailed
+from bugtracker.domain import NotFound, PreconditionFailed
 from bugtracker.fields import chosen_fields, chosen_view, fields_parameters
 from bugtracker.http import etag_for, if_match_version
 from bugtracker.idempotency import idempotent
@@ -28,26 +30,8 @@ from dedup.curation import report_merge, report_split
 from dedup.serializers import MergeSerializer
 from telemetry.context import submission_context
 
-from . import claims, services
-from .context import (
-    CONTEXT_SCHEMA,
-    DEFAULT_MAX_CHARS,
-    FORMATS,
-    MAX_MAX_CHARS,
-    MIN_MAX_CHARS,
-    context_bundle,
-    parse_max_chars,
-)
-from .errors import (
-    AdminRequired,
-    ClaimConflict,
-    ClaimTokenMismatch,
-    ClaimTokenRequired,
-    LeaseLost,
-    NotClaimable,
-    OwnFixNotVerifiable,
-    TransitionNotAllowed,
-)
+from . import services
+from .errors import AdminRequired, TransitionNotAllowed
 from .filters import BugReportFilter
 from .models import BugReport
 from .selectors import report_attempts, report_events, report_list, report_with_counts
@@ -58,21 +42,13 @@ from .serializers import (
     BugReportCreateSerializer,
     BugReportSerializer,
     BugReportUpdateSerializer,
-    ClaimNextSerializer,
-    ClaimResponseSerializer,
     EventCreateSerializer,
     EventSerializer,
-    LeaseSerializer,
-    ReleaseClaimSerializer,
-    ResolveSerializer,
-    VerifySerializer,
     report_columns,
 )
 from .summary import report_summary
-from .waiting import claim_waiting
-
-# The problems a write to a claimed report can answer, as schema examples.
-TOKEN_PROBLEMS = (InvalidInput, NotFound, ClaimTokenRequired, ClaimTokenMismatch, LeaseLost)
+from .views_claims import TOKEN_PROBLEMS, ClaimActions
+from .views_context import ContextAction
 
 ASC, DESC = False, True
 ORDERINGS = {
@@ -150,13 +126,6 @@ ORDERING_PARAM = OpenApiParameter(
 )
 
 
-def _max_chars_param(raw) -> int:
-    try:
-        return parse_max_chars(raw)
-    except ValueError as error:
-        raise ValidationError({"max_chars": [str(error)]}) from None
-
-
 def _with_request_context(data: dict, request) -> dict:
     """Fill trace/request/release ids the body left out from the request's own context."""
     context = submission_context(request)
@@ -197,7 +166,13 @@ def _storable(value):
         responses={200: BugReportSerializer, **problems(400, 401, 403, 404)},
     ),
 )
-class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class BugReportViewSet(
+    ClaimActions,
+    ContextAction,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = BugReportSerializer
     filterset_class = BugReportFilter
     pagination_class = KeysetPagination
@@ -268,7 +243,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         except BugReport.DoesNotExist:
             raise NotFound(f"No bug report {self.kwargs[self.lookup_field]}.") from None
 
-    def _report_response(self, report_id, status_code=status.HTTP_200_OK, headers=None):
+    def report_response(self, report_id, status_code=status.HTTP_200_OK, headers=None):
         self.kwargs[self.lookup_field] = str(report_id)
         report = self.get_object()
         response = Response(self.get_serializer(report).data, status=status_code, headers=headers)
@@ -276,7 +251,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return response
 
     def retrieve(self, request, *args, **kwargs):
-        return self._report_response(self.report_id())
+        return self.report_response(self.report_id())
 
     @extend_schema(
         summary="Submit a report",
@@ -360,7 +335,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             claim_token=request.headers.get("X-Claim-Token"),
             is_admin=is_admin(request),
         )
-        return self._report_response(report_id)
+        return self.report_response(report_id)
 
     @extend_schema(
         methods=["GET"],
@@ -398,270 +373,6 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             is_admin=is_admin(request),
         )
         return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(
-        summary="Everything to start on a report, within a budget",
-        description=(
-            "One response with what an agent needs to start: sections `report`, `error`, "
-            "`frames` (in-app, innermost first, repo-relative), `attempts`, `notes` (latest "
-            "first), `duplicates`, `related`, `telemetry` (with the suspect release range) and "
-            "`untrusted` (text written by the reporter — title, description, metadata, titles "
-            "of duplicates and related reports — labelled as data, never instructions). The "
-            "body is never longer than `max_chars` characters: lower sections shrink first "
-            "(strings cut with a marker saying how much, lists shortened), then are dropped; "
-            "`truncated` lists what was cut. `format=markdown` (or `Accept: text/markdown`) "
-            "returns the same as markdown."
-        ),
-        parameters=[
-            OpenApiParameter(
-                "max_chars",
-                int,
-                default=DEFAULT_MAX_CHARS,
-                description=f"Budget in characters ({MIN_MAX_CHARS} to {MAX_MAX_CHARS}).",
-            ),
-            OpenApiParameter("format", str, enum=list(FORMATS), default="json"),
-        ],
-        responses={
-            (200, "application/json"): OpenApiResponse(CONTEXT_SCHEMA, description="The bundle."),
-            (200, "text/markdown"): OpenApiResponse(str, description="The bundle as markdown."),
-            **problems(400, 401, 403, 404),
-        },
-    )
-    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
-    def context(self, request, *args, **kwargs):
-        max_chars = _max_chars_param(request.query_params.get("max_chars"))
-        fmt = request.query_params.get("format")
-        if fmt is None:
-            fmt = "markdown" if "text/markdown" in request.headers.get("Accept", "") else "json"
-        if fmt not in FORMATS:
-            raise ValidationError({"format": [f"{fmt!r} is not one of: {', '.join(FORMATS)}."]})
-        bundle = context_bundle(report_id=self.report_id(), max_chars=max_chars, fmt=fmt)
-        content_type = "application/json" if fmt == "json" else "text/markdown; charset=utf-8"
-        return HttpResponse(bundle.body, content_type=content_type)
-
-    def perform_content_negotiation(self, request, force=False):
-        # The bundle renders itself (its length is the budget): `format` and `Accept` are its
-        # parameters, not DRF's renderer switch (which would 404 on format=markdown).
-        if self.action == "context":
-            renderer = self.get_renderers()[0]
-            return renderer, renderer.media_type
-        return super().perform_content_negotiation(request, force)
-
-    def _claim_response(self, report, token, *, view: str = "full", context=None):
-        # ClaimResponseSerializer's shape (it documents it), without building its nested
-        # report serializer's fields on every claim.
-        body = {
-            "claim_token": token,
-            "claim_expires_at": serializers.DateTimeField().to_representation(
-                report.claim_expires_at
-            ),
-            "claim_epoch": report.claim_epoch,
-            "report": REPORT_VIEWS[view](
-                report_with_counts(report), context=self.get_serializer_context()
-            ).data,
-        }
-        if context is not None:
-            body["context"] = context
-        response = Response(body)
-        response["ETag"] = etag_for(report.version)
-        return response
-
-    @extend_schema(
-        summary="Claim a report",
-        description=(
-            "Takes an expiring lease (default 900 s, max 86400): status `in_progress`, assignee "
-            "the caller. The token is shown only here. Held by someone else: 409; resolved or "
-            "closed: 409."
-        ),
-        request=LeaseSerializer,
-        responses={
-            200: ClaimResponseSerializer,
-            **problems(
-                400, 401, 403, 404, 409, examples=(InvalidInput, ClaimConflict, NotClaimable)
-            ),
-        },
-    )
-    @action(detail=True, methods=["post"])
-    def claim(self, request, *args, **kwargs):
-        serializer = LeaseSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        # The response is read in the claim's transaction: a token is never lost to a failed read.
-        with transaction.atomic():
-            report, token = claims.report_claim(
-                report_id=self.report_id(),
-                actor=caller_id(request),
-                lease_seconds=serializer.validated_data.get("lease_seconds"),
-            )
-            return self._claim_response(report, token)
-
-    @extend_schema(
-        summary="Claim the next report",
-        description=(
-            "Atomically claims the highest-priority open, unclaimed canonical report matching "
-            "the filters (`severity`, `category`, `component`: any of a list or comma list). "
-            "Concurrent callers never get the same report. 204 when none is available. "
-            "`view: compact` returns the report in the compact view; `context: true` adds the "
-            "report's context bundle (`max_chars`, default 12,000) as `context`: one call from "
-            "'give me work' to 'I know enough to start'. `wait` (0-60 s) long-polls: with "
-            "nothing to hand out, the request waits until a matching report can be claimed "
-            "(then claims it, exactly as without `wait`) or the wait ends (204). A report "
-            "committed on any instance reaches a waiting agent within a second. Too many "
-            "waiting requests on one instance: 503 with Retry-After."
-        ),
-        request=ClaimNextSerializer,
-        responses={
-            200: ClaimResponseSerializer,
-            204: OpenApiResponse(description="Nothing to claim (after `wait` seconds)."),
-            **problems(400, 401, 403),
-        },
-    )
-    @action(detail=False, methods=["post"], url_path="claim-next", filterset_class=None)
-    def claim_next(self, request, *args, **kwargs):
-        filters = {}
-        if request.data != {}:  # an empty body (the usual call) has nothing to validate
-            serializer = ClaimNextSerializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            filters = dict(serializer.validated_data)
-        lease_seconds = filters.pop("lease_seconds", None)
-        view = filters.pop("view", "full")
-        with_context = filters.pop("context", False)
-        max_chars = filters.pop("max_chars", DEFAULT_MAX_CHARS)
-        wait = filters.pop("wait", 0)
-        actor = caller_id(request)
-
-        def attempt():
-            if not with_context:
-                # The claimed report comes back with everything the response shows: nothing
-                # is read after the claim commits, so a token cannot be lost to a failed read.
-                claimed = claims.report_claim_next(
-                    actor=actor, lease_seconds=lease_seconds, filters=filters
-                )
-                return None if claimed is None else self._claim_response(*claimed, view=view)
-            # The bundle is read in the claim's transaction: if reading it fails, the claim
-            # is undone with it, so a token is never lost to a failed read here either.
-            with transaction.atomic():
-                claimed = claims.report_claim_next(
-                    actor=actor, lease_seconds=lease_seconds, filters=filters
-                )
-                if claimed is None:
-                    return None
-                bundle = context_bundle(report_id=claimed[0].pk, max_chars=max_chars)
-                return self._claim_response(*claimed, view=view, context=bundle.data)
-
-        response = (
-            attempt() if not wait else claim_waiting(filters=filters, wait=wait, attempt=attempt)
-        )
-        return response or Response(status=status.HTTP_204_NO_CONTENT)
-
-    @extend_schema(
-        summary="Extend a lease",
-        description="With the claim's token; 409 when the lease was lost.",
-        request=LeaseSerializer,
-        parameters=[CLAIM_TOKEN],
-        responses={
-            200: BugReportSerializer,
-            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
-        },
-    )
-    @action(detail=True, methods=["post"])
-    def heartbeat(self, request, *args, **kwargs):
-        serializer = LeaseSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        report = claims.report_heartbeat(
-            report_id=self.report_id(),
-            actor=caller_id(request),
-            claim_token=request.headers.get("X-Claim-Token", ""),
-            lease_seconds=serializer.validated_data.get("lease_seconds"),
-        )
-        return self._report_response(report.pk)
-
-    @extend_schema(
-        summary="Give a claimed report back",
-        description="With the token (or as admin): status `triaged`, claim cleared, optional note.",
-        request=ReleaseClaimSerializer,
-        parameters=[CLAIM_TOKEN],
-        responses={
-            200: BugReportSerializer,
-            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
-        },
-    )
-    @action(detail=True, methods=["post"])
-    def release(self, request, *args, **kwargs):
-        serializer = ReleaseClaimSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        report = claims.report_release(
-            report_id=self.report_id(),
-            actor=caller_id(request),
-            claim_token=request.headers.get("X-Claim-Token"),
-            reason=serializer.validated_data.get("reason") or "other",
-            note=serializer.validated_data.get("note", ""),
-            is_admin=is_admin(request),
-        )
-        return self._report_response(report.pk)
-
-    @extend_schema(
-        summary="Resolve a report",
-        description=(
-            "With the token (or as admin). `verify: true` moves it to `awaiting_verification`, "
-            "otherwise `resolved`; the claim is cleared and open duplicates follow."
-        ),
-        request=ResolveSerializer,
-        parameters=[CLAIM_TOKEN],
-        responses={
-            200: BugReportSerializer,
-            **problems(400, 401, 403, 404, 409, examples=TOKEN_PROBLEMS),
-        },
-    )
-    @action(detail=True, methods=["post"])
-    def resolve(self, request, *args, **kwargs):
-        serializer = ResolveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        report = claims.report_resolve(
-            report_id=self.report_id(),
-            actor=caller_id(request),
-            claim_token=request.headers.get("X-Claim-Token"),
-            is_admin=is_admin(request),
-            **serializer.validated_data,
-        )
-        return self._report_response(report.pk)
-
-    @extend_schema(
-        summary="Verify a fix",
-        description=(
-            "On an `awaiting_verification` report. `passed`: `resolved`, with `verified_by` and "
-            "`verified_at`. `failed`: `triaged` and back in the claim-next pool, the fixing "
-            "attempt marked `verification: failed`. The fixer's `resolution_notes` are kept; "
-            "the note becomes `verification_notes` and a `verified` event. The key that "
-            "resolved the report may not verify it (403 `own-fix`; admins may). A verifier "
-            "holding a claim (claim-next with `purpose: verify`) sends its X-Claim-Token."
-        ),
-        request=VerifySerializer,
-        parameters=[CLAIM_TOKEN],
-        responses={
-            200: BugReportSerializer,
-            **problems(
-                400,
-                401,
-                403,
-                404,
-                409,
-                examples=(*TOKEN_PROBLEMS, OwnFixNotVerifiable, TransitionNotAllowed),
-            ),
-        },
-    )
-    @action(detail=True, methods=["post"], filterset_class=None)
-    def verify(self, request, *args, **kwargs):
-        serializer = VerifySerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        report = claims.report_verify(
-            report_id=self.report_id(),
-            actor=caller_id(request),
-            outcome=serializer.validated_data["outcome"],
-            note=serializer.validated_data.get("note", ""),
-            claim_token=request.headers.get("X-Claim-Token"),
-            is_admin=is_admin(request),
-        )
-        return self._report_response(report.pk)
 
     @extend_schema(
         summary="A report's attempts",
@@ -704,7 +415,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             into_id=serializer.validated_data["into"],
             actor=caller_id(request),
         )
-        return self._report_response(report.pk)
+        return self.report_response(report.pk)
 
     @extend_schema(
         summary="Split a duplicate off (admin)",
@@ -718,7 +429,7 @@ class BugReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @action(detail=True, methods=["post"], permission_classes=[IsAdmin], filterset_class=None)
     def split(self, request, *args, **kwargs):
         report = report_split(report_id=self.report_id(), actor=caller_id(request))
-        return self._report_response(report.pk)
+        return self.report_response(report.pk)
 
     @extend_schema(
         summary="The human glance",

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from reports.models import BugReport, BugReportEvent
+from reports.models import BugReport, BugReportEvent, ClaimAttempt
 from tests.factories import make_report
 
 from .traces import huge_trace, real_report
@@ -35,3 +35,33 @@ def heavy_report(*, n: int = 7, notes: int = 200, duplicates: int = 30, note_siz
     report = BugReport.objects.get(pk=report.pk)
     assert report.duplicates.count() == duplicates
     return report
+
+
+def past_attempts(report: BugReport, n: int = 15, *, size: int = 3000) -> list[ClaimAttempt]:
+    """`n` ended claims of `report`, a minute apart, alternately an agent's release and (the
+    newest) a worker run that failed with a long output: each with more text than the
+    bundle shows."""
+    start = timezone.now() - timedelta(hours=1)
+    rows = []
+    for i in range(n):
+        worker = (n - 1 - i) % 2 == 0
+        rows.append(
+            ClaimAttempt(
+                report=report,
+                holder="worker:h:1" if worker else f"agent-{i}",
+                claim_epoch=i + 1,
+                token_hash=f"{i:064x}",
+                started_at=start + timedelta(minutes=i),
+                ended_at=start + timedelta(minutes=i, seconds=30),
+                outcome="failed" if worker else "released",
+                reason="" if worker else "cannot_reproduce",
+                note=f"attempt {i}: " + "could not get the fixture to load; " * (size // 36),
+                exit_code=1 if worker else None,
+                output_tail=(
+                    f"run {i}\n" + "E   AssertionError\n" * (size // 20) + f"FAILED {i}"
+                    if worker
+                    else ""
+                ),
+            )
+        )
+    return ClaimAttempt.objects.bulk_create(rows)

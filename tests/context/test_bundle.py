@@ -6,13 +6,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from remediation.models import AgentRun
-from reports.context import SECTIONS, UNTRUSTED_NOTICE
+from reports.context import FORMATS, OUTPUT_TAIL_CHARS, SECTIONS, UNTRUSTED_NOTICE, context_fit
 from telemetry.models import Release
 from tests.conftest import THROTTLE_QUERIES
 from tests.factories import make_report
 
-from .big import heavy_report
+from .big import heavy_report, past_attempts
 from .traces import real_report
 
 URL = "/api/bug-reports"
@@ -151,6 +150,7 @@ def test_related_reports_on_the_trace_and_at_the_same_place(agent_client):
 def test_the_bundle_reads_a_bounded_number_of_rows(agent_client, django_assert_max_num_queries):
     small = make_report(trace_id="t", release_sha="b" * 40, environment="production")
     heavy = heavy_report(notes=500, duplicates=60)
+    past_attempts(heavy, 40)
     context(agent_client, small)  # warm the key lookup
     for report in (small, heavy):
         # The key lookup and nine reads, whatever the report has gathered.
@@ -158,23 +158,50 @@ def test_the_bundle_reads_a_bounded_number_of_rows(agent_client, django_assert_m
             assert context(agent_client, report).status_code == 200
 
 
-def test_attempts_are_the_reports_remediation_runs_newest_first(agent_client):
-    # remediation hands the bundle its runs from its AppConfig.ready(): reports never imports it.
+def test_attempts_are_the_latest_claims_newest_first_with_the_end_of_each_output(agent_client):
     report = make_report()
-    start = timezone.now() - timedelta(hours=1)
-    for attempt, outcome in ((1, "failed"), (2, "succeeded")):
-        AgentRun.objects.create(
-            report=report,
-            attempt=attempt,
-            runner="worker-1",
-            outcome=outcome,
-            exit_code=0 if outcome == "succeeded" else 1,
-            error="tests failed" if outcome == "failed" else "",
-            started_at=start + timedelta(minutes=attempt),
-        )
-    bundle = context(agent_client, report).json()
-    assert [(a["attempt"], a["outcome"], a["holder"]) for a in bundle["attempts"]] == [
-        (2, "succeeded", "worker-1"),
-        (1, "failed", "worker-1"),
-    ]
-    assert bundle["attempts"][1]["note"] == "tests failed"
+    past_attempts(report, 15)
+    attempts = context(agent_client, report, max_chars=200_000).json()["attempts"]
+    assert [a["claim_epoch"] for a in attempts] == list(range(15, 5, -1))  # ATTEMPTS_LIMIT
+    worker, agent = attempts[0], attempts[1]
+    assert (worker["holder"], worker["outcome"], worker["exit_code"]) == ("worker:h:1", "failed", 1)
+    assert worker["output_tail"].endswith("E   AssertionError\nFAILED 14")
+    assert len(worker["output_tail"]) == OUTPUT_TAIL_CHARS
+    assert (agent["holder"], agent["outcome"]) == ("agent-13", "released")
+    assert agent["reason"] == "cannot_reproduce"
+    assert agent["note"].startswith("attempt 13: could not get")
+    assert agent["started_at"] < agent["ended_at"] and agent["purpose"] == "fix"
+    # Only what an attempt has: no output for an agent's, no verification before one.
+    assert "output_tail" not in agent and "verification" not in worker
+
+
+def test_a_cut_output_tail_keeps_its_end():
+    tail = "collected 3 items\n" + "E   AssertionError\n" * 20 + "FAILED test_pay.py::test_total"
+    attempt = {"holder": "worker:h:1", "outcome": "failed", "output_tail": tail}
+    sections = {**dict.fromkeys(SECTIONS), "report": {"id": "r"}, "attempts": [attempt] * 10}
+    sections["untrusted"] = {"notice": UNTRUSTED_NOTICE}
+    for fmt in FORMATS:
+        bundle = context_fit(sections, max_chars=1000, fmt=fmt)
+        assert [entry.split(":")[0] for entry in bundle.data["truncated"]] == ["attempts"]
+        for shown in bundle.data["attempts"]:
+            marker, kept = shown["output_tail"].split("…", 1)
+            assert marker == f"[{len(tail) - len(kept)} earlier chars cut]"
+            assert tail.endswith(kept) and kept.endswith("\nFAILED test_pay.py::test_total")
+
+
+def test_markdown_shows_each_attempt_on_a_line_of_its_own(agent_client):
+    report = make_report()
+    past_attempts(report, 2, size=100)
+    text = context(agent_client, report, format="markdown", max_chars=20_000).content.decode()
+    block = text[text.index("## attempts") :].split("\n\n")[1].splitlines()
+    assert len(block) == 2
+    # Newest first; a row leaves out what its attempt lacks (a worker's release reason, an
+    # agent's exit code and output) and keeps the output's newlines on its line.
+    worker, agent = block
+    assert worker.startswith("- holder: worker:h:1; claim_epoch: 2; purpose: fix; started_at: ")
+    assert "; outcome: failed; note: attempt 1: could not" in worker
+    assert "; exit_code: 1; output_tail: run 1 ⏎ E   AssertionError ⏎ E " in worker
+    assert worker.endswith(" ⏎ E   AssertionError ⏎ FAILED 1")
+    assert agent.startswith("- holder: agent-0; claim_epoch: 1;")
+    assert "; outcome: released; reason: cannot_reproduce; note: attempt 0: could not" in agent
+    assert "exit_code" not in agent and "output_tail" not in agent

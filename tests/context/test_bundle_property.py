@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from reports.context import FLOOR, SECTIONS, UNTRUSTED_NOTICE, context_fit
 
-from .big import heavy_report
+from .big import heavy_report, past_attempts
 
 BUDGETS = st.integers(min_value=1_000, max_value=200_000)
 FORMATS = st.sampled_from(["json", "markdown"])
@@ -44,7 +44,15 @@ def heavy_sections(draw):
             {"path": f"pkg{i}/{word}.py", "function": word or "f", "line": i} for i in range(frames)
         ],
         "attempts": [
-            {"attempt": i, "outcome": "failed", "note": _long(word, 2000)} for i in range(10)
+            {
+                "holder": "worker:h:1",
+                "claim_epoch": i,
+                "outcome": "failed",
+                "note": _long(word, 2000),
+                "exit_code": 1,
+                "output_tail": _long(word, 300)[:299] + "$",
+            }
+            for i in range(10)
         ],
         # Only the first 20 notes are ever gathered; the property holds for more too.
         "notes": {
@@ -107,6 +115,8 @@ def test_any_report_any_budget_fits_and_trims_bottom_up(sections, max_chars, fmt
     assert_trimmed_bottom_up(bundle)
     for entry in bundle.data["truncated"]:
         assert entry.split(":")[0] in SECTIONS
+    # An output tail is cut from its start: its last character stays.
+    assert all(a["output_tail"].endswith("$") for a in bundle.data.get("attempts", []))
 
 
 @pytest.mark.django_db
@@ -131,4 +141,6 @@ def test_a_heavy_report_through_the_api_never_exceeds_the_budget(
 
 @pytest.fixture
 def heavy(db):
-    return heavy_report(notes=300, duplicates=100, note_size=8000)
+    report = heavy_report(notes=300, duplicates=100, note_size=8000)
+    past_attempts(report, 15, size=16_000)
+    return report

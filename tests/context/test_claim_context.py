@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from reports.context import OUTPUT_TAIL_CHARS
 from reports.serializers import COMPACT_FIELDS
-from tests.factories import make_report
+from tests.factories import failed_worker_run, make_report
 
 from .big import heavy_report
 
@@ -76,3 +77,40 @@ def test_component_category_and_severity_take_comma_lists(agent_client):
     bad = agent_client.post(CLAIM_NEXT, {"severity": "high,urgent"}, format="json")
     assert bad.status_code == 400
     assert [key.split(".")[0] for key in bad.json()["errors"]] == ["severity"]
+
+
+def test_the_next_claimer_reads_why_the_earlier_attempts_ended_newest_first(
+    agent_client, other_agent_client, settings
+):
+    settings.RETRY_COOLDOWN = 0  # the cooldowns below end at once
+    report = make_report(automation_enabled=True)
+    # A worker run that failed, then an agent that hit a wall in its environment.
+    output = "collected 12 items\n" + "." * 2000 + "\nFAILED tests/test_pay.py::test_total"
+    assert failed_worker_run(exit_code=3, output_tail=output, error="Exited with 3.") == report
+    taken = agent_client.post(CLAIM_NEXT, {}, format="json").json()
+    released = agent_client.post(
+        f"/api/bug-reports/{report.pk}/release",
+        {"reason": "env_error", "note": "The test database refuses connections."},
+        format="json",
+        HTTP_X_CLAIM_TOKEN=taken["claim_token"],
+    )
+    assert released.status_code == 200
+
+    body = other_agent_client.post(CLAIM_NEXT, {"context": True}, format="json").json()
+    assert body["report"]["id"] == str(report.pk)
+    attempts = body["context"]["attempts"]
+    assert [(a["holder"], a["claim_epoch"], a["outcome"]) for a in attempts] == [
+        ("agent-2", 3, "running"),  # this claim
+        ("agent-1", 2, "released"),
+        ("worker:h:1", 1, "failed"),
+    ]
+    mine, agents, workers = attempts
+    assert mine["ended_at"] is None and mine["exit_code"] is None
+    assert (agents["reason"], agents["note"]) == (
+        "env_error",
+        "The test database refuses connections.",
+    )
+    assert agents["ended_at"] and "output_tail" not in agents
+    assert workers["exit_code"] == 3
+    assert workers["output_tail"].endswith("....\nFAILED tests/test_pay.py::test_total")
+    assert len(workers["output_tail"]) == OUTPUT_TAIL_CHARS

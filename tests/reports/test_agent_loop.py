@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from reports.models import BugReport
 from tests.conftest import client_for
-from tests.factories import make_report
+from tests.factories import failed_worker_run, make_report
 
 pytestmark = pytest.mark.django_db
 
@@ -244,8 +244,6 @@ def test_max_attempts_without_a_fix_set_needs_human(agent_client, other_agent_cl
 def test_the_attempt_list_shows_expired_released_worker_and_resolved_in_order(
     agent_client, other_agent_client, settings
 ):
-    from remediation import services as automation
-
     settings.RETRY_COOLDOWN = 0
     report = make_report(automation_enabled=True)
     claim(agent_client, report)
@@ -254,19 +252,7 @@ def test_the_attempt_list_shows_expired_released_worker_and_resolved_in_order(
     post(other_agent_client, report, "release", {"reason": "cannot_reproduce", "note": "?"}, token)
     BugReport.objects.filter(pk=report.pk).update(next_attempt_at=None)
 
-    _, worker_token = automation.report_claim_for_automation(actor="worker:h:1")
-    run = automation.run_start(
-        report_id=report.pk, actor="worker:h:1", claim_token=worker_token, command=["fix"]
-    )
-    automation.report_run_failed(
-        report_id=report.pk,
-        run_id=run.pk,
-        actor="worker:h:1",
-        claim_token=worker_token,
-        exit_code=3,
-        output_tail="boom",
-        error="Exited with 3.",
-    )
+    assert failed_worker_run(exit_code=3, output_tail="boom", error="Exited with 3.") == report
     token = claim(agent_client, report).json()["claim_token"]
     post(agent_client, report, "resolve", {"resolution_notes": "fixed"}, token)
 
