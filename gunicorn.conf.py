@@ -7,7 +7,8 @@ Everything comes from the environment, like the Django settings:
 - GUNICORN_THREADS: threads per worker for ordinary requests (default 4), plus WAIT_SLOTS
   (default 64) for long-polls parked asleep; more than one selects the gthread worker, which
   keeps connections alive between an agent's requests
-- DB_POOL_MAX: database connections per worker process in a pool (default 0: one per thread);
+- DB_POOL_MAX: database connections per worker process in a pool, on PostgreSQL (default here
+  3 x GUNICORN_THREADS; 0: one persistent connection per thread, as commands and tests keep):
   with 64 agents long-polling, a pool keeps submissions at full speed (benchmarks/longpoll.py)
 - GUNICORN_TIMEOUT (default 30 s), GUNICORN_KEEPALIVE (default 5 s),
   GUNICORN_MAX_REQUESTS (default 0: never recycle workers)
@@ -50,6 +51,11 @@ workers = _int("WEB_CONCURRENCY", max(2, os.cpu_count() or 1))
 working_threads = _int("GUNICORN_THREADS", 4)
 worker_class = "gthread" if working_threads > 1 else "sync"
 threads = working_threads + _int("WAIT_SLOTS", 64) if worker_class == "gthread" else 1
+# A request borrows a pooled connection and gives it back when it ends: with per-thread
+# connections, ordinary requests would keep landing on threads a long-poll left without one and
+# reconnect (gthread hands work to its longest-idle thread). Read by bugtracker/settings.py
+# in each worker; SQLite ignores it.
+os.environ.setdefault("DB_POOL_MAX", str(3 * working_threads))
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

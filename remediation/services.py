@@ -249,7 +249,12 @@ def report_run_failed(
         if not ours:
             return report
         close_attempt(
-            report, outcome=outcome, now=now, exit_code=exit_code, output_tail=output_tail
+            report,
+            outcome=outcome,
+            now=now,
+            note=error,
+            exit_code=exit_code,
+            output_tail=output_tail,
         )
         attempts = report.attempts + 1
         give_up = attempts >= max_attempts

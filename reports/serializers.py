@@ -360,7 +360,7 @@ class BugReportSerializer(serializers.ModelSerializer):
 # compact page must not drag 50 descriptions and telemetry blobs out of the database).
 # `occurrences` and `duplicates_count` come from report_list()'s annotations.
 _FIELD_COLUMNS = {
-    "claim": ("claim_holder", "claim_expires_at"),
+    "claim": ("claim_holder", "claim_expires_at", "claim_epoch"),
     "sla_breached": ("status", "sla_due_at"),
     "occurrences": ("dedup_group",),
     "duplicates_count": (),

@@ -111,6 +111,6 @@ def test_the_next_claimer_reads_why_the_earlier_attempts_ended_newest_first(
         "The test database refuses connections.",
     )
     assert agents["ended_at"] and "output_tail" not in agents
-    assert workers["exit_code"] == 3
+    assert (workers["exit_code"], workers["note"]) == (3, "Exited with 3.")
     assert workers["output_tail"].endswith("....\nFAILED tests/test_pay.py::test_total")
     assert len(workers["output_tail"]) == OUTPUT_TAIL_CHARS

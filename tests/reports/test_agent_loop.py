@@ -265,6 +265,7 @@ def test_the_attempt_list_shows_expired_released_worker_and_resolved_in_order(
     ]
     assert [a["claim_epoch"] for a in rows] == [1, 2, 3, 4]
     assert (rows[2]["exit_code"], rows[2]["output_tail"]) == (3, "boom")
+    assert rows[2]["note"] == "Exited with 3."  # the run's error says why it failed
     assert all(a["ended_at"] for a in rows)
     # /runs keeps answering as before.
     runs = agent_client.get(f"{URL}/{report.pk}/runs").json()["results"]
