@@ -5,6 +5,7 @@ import json
 import pytest
 
 from remediation.models import AgentRun
+from reports.claims import report_claim
 from reports.serializers import COMPACT_FIELDS
 from tests.conftest import THROTTLE_QUERIES
 from tests.factories import make_report
@@ -74,6 +75,19 @@ def test_a_compact_page_of_fifty_real_reports_with_200_kib_traces_is_under_20000
     # The same page in full carries every trace: the compact view is what makes it affordable.
     full = agent_client.get(f"{URL}?page_size=50")
     assert len(full.content.decode()) > 50 * 200 * 1024
+
+
+def test_a_compact_page_of_claimed_reports_costs_no_query_per_row(
+    agent_client, django_assert_max_num_queries
+):
+    for n in range(6):
+        report_claim(report_id=make_report().pk, actor=f"agent-{n}", lease_seconds=600)
+    agent_client.get(f"{URL}?view=compact&page_size=1")  # warm the key lookup
+    with django_assert_max_num_queries(2 + THROTTLE_QUERIES):  # key lookup, the page
+        rows = agent_client.get(f"{URL}?view=compact").json()["results"]
+    assert len(rows) == 6
+    assert all(row["claim"]["holder"].startswith("agent-") for row in rows)
+    assert all(row["claim"]["epoch"] == 1 for row in rows)
 
 
 def test_fields_pages_keep_their_cursor(agent_client):
