@@ -9,6 +9,7 @@ from django.db import connection
 
 from bugtracker.services import api_key_create
 from bugtracker.wakeups import Channel, TooManyWaiters
+from reports import waiting
 from reports.claims import claimable_reports
 from reports.lifecycle import db_now
 from reports.models import BugReport
@@ -69,6 +70,22 @@ def test_a_waiting_agent_gets_a_report_submitted_while_it_waits():
     assert result["response"].status_code == 200
     assert result["response"].json()["report"]["id"] == str(wanted.pk)
     assert BugReport.objects.get(pk=wanted.pk).claim_holder == "waiting-agent"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lease_that_runs_out_reaches_a_waiter_by_its_own_look(monkeypatch):
+    # Nothing is committed when a lease runs out: only the waiter's periodic look finds it.
+    monkeypatch.setitem(waiting.RECHECK_SECONDS, connection.vendor, 0.5)
+    monkeypatch.setattr(waiting, "POLL_SECONDS", 0.5)
+    report = make_report()
+    holder = client_for("agent", "lapsing-agent")
+    taken = holder.post(f"/api/bug-reports/{report.pk}/claim", {"lease_seconds": 1}, format="json")
+    assert taken.status_code == 200
+    started = time.monotonic()
+    response = client_for("agent", "next-agent").post(CLAIM_NEXT, {"wait": 10}, format="json")
+    assert response.status_code == 200 and response.json()["report"]["id"] == str(report.pk)
+    assert 0.5 < time.monotonic() - started < 5
+    assert BugReport.objects.get(pk=report.pk).claim_holder == "next-agent"
 
 
 @pytest.mark.django_db
