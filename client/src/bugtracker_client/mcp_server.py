@@ -106,6 +106,13 @@ class Tools:
             self.keeper.keep(connection, api, report_id, reclaimed.token, None)
         return result
 
+    def end_claim(self, ctx: Context, report_id: str, write: Callable[..., Any]) -> str:
+        """`write(api, token)` that ends the claim (release, resolve, verify): the answer is the
+        changed report's short form, and the kept token goes (a refused write keeps it)."""
+        text = self.call(lambda: changed(self.with_claim(ctx, report_id, write)))
+        self.keeper.drop(connection_of(ctx), report_id)
+        return text
+
     def call(self, fn: Callable[[], Any]) -> str:
         try:
             return self.output(fn())
@@ -295,19 +302,11 @@ class Tools:
         note: Annotated[str | None, Field(description="What the next one should know.")] = None,
     ) -> str:
         """Give a claimed report back to the pool, saying why."""
-        text = self.call(
-            lambda: changed(
-                self.with_claim(
-                    ctx,
-                    report_id,
-                    lambda api, token: api.release(
-                        report_id, token=token, reason=reason, note=note
-                    ),
-                )
-            )
+        return self.end_claim(
+            ctx,
+            report_id,
+            lambda api, token: api.release(report_id, token=token, reason=reason, note=note),
         )
-        self.keeper.drop(connection_of(ctx), report_id)
-        return text
 
     def resolve(
         self,
@@ -325,25 +324,19 @@ class Tools:
         ] = False,
     ) -> str:
         """Resolve a report you hold, with the evidence of the fix."""
-        text = self.call(
-            lambda: changed(
-                self.with_claim(
-                    ctx,
-                    report_id,
-                    lambda api, token: api.resolve(
-                        report_id,
-                        token=token,
-                        resolution_notes=resolution_notes,
-                        commit_shas=commit_shas,
-                        pr_url=pr_url,
-                        tests=tests,
-                        verify=verify or None,
-                    ),
-                )
-            )
+        return self.end_claim(
+            ctx,
+            report_id,
+            lambda api, token: api.resolve(
+                report_id,
+                token=token,
+                resolution_notes=resolution_notes,
+                commit_shas=commit_shas,
+                pr_url=pr_url,
+                tests=tests,
+                verify=verify or None,
+            ),
         )
-        self.keeper.drop(connection_of(ctx), report_id)
-        return text
 
     def verify(
         self,
@@ -354,19 +347,11 @@ class Tools:
     ) -> str:
         """Record the verification of someone else's fix: passed (resolved) or failed (back
         to the pool)."""
-        text = self.call(
-            lambda: changed(
-                self.with_claim(
-                    ctx,
-                    report_id,
-                    lambda api, token: api.verify(
-                        report_id, outcome=outcome, note=note, token=token
-                    ),
-                )
-            )
+        return self.end_claim(
+            ctx,
+            report_id,
+            lambda api, token: api.verify(report_id, outcome=outcome, note=note, token=token),
         )
-        self.keeper.drop(connection_of(ctx), report_id)
-        return text
 
     def submit_report(
         self,
