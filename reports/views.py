@@ -243,10 +243,11 @@ class BugReportViewSet(
         except BugReport.DoesNotExist:
             raise NotFound(f"No bug report {self.kwargs[self.lookup_field]}.") from None
 
-    def report_response(self, report_id, status_code=status.HTTP_200_OK, headers=None):
+    def report_response(self, report_id):
+        """The report as GET shows it now, with its ETag (the answer of every write)."""
         self.kwargs[self.lookup_field] = str(report_id)
         report = self.get_object()
-        response = Response(self.get_serializer(report).data, status=status_code, headers=headers)
+        response = Response(self.get_serializer(report).data)
         response["ETag"] = etag_for(report.version)
         return response
 

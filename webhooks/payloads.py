@@ -11,11 +11,17 @@ from django.utils import timezone
 def compact_reports(report_ids) -> dict:
     """The reports as the API's `view=compact` shows them now, by id (one query)."""
     from reports.selectors import report_list  # reports' API modules load after the apps
-    from reports.serializers import REPORT_VIEWS
+    from reports.serializers import COMPACT_FIELDS, REPORT_VIEWS, report_columns
 
     compact = REPORT_VIEWS["compact"]
     context = {"now": timezone.now()}
-    rows = report_list().filter(pk__in=list(report_ids)).order_by()
+    # Only the view's columns, as the list loads them (no descriptions or telemetry blobs).
+    rows = (
+        report_list()
+        .filter(pk__in=list(report_ids))
+        .only(*report_columns(COMPACT_FIELDS))
+        .order_by()
+    )
     return {report.pk: compact(report, context=context).data for report in rows}
 
 

@@ -222,6 +222,13 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
             claims.put(target, reclaimed.token)
         return result
 
+    def end_claim(target: str, write) -> None:
+        """A write that ends the claim (release, resolve, verify): the kept token goes (a
+        refused write keeps it) and the changed report is shown."""
+        report = as_holder(target, write)
+        claims.put(target, None)
+        out.data(changed(report), out.report)
+
     match args.command:
         case "whoami":
             out.data(api.whoami(), lambda me: out.console.print(f"{me['name']} ({me['role']})"))
@@ -279,7 +286,7 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
             }
             if claim.context is not None:
                 shown["context"] = claim.context
-            out.data(shown, lambda value: out.claimed(value))
+            out.data(shown, out.claimed)
         case "note":
             target = report_id(args.id)
             message = sys.stdin.read() if args.message == "-" else args.message
@@ -298,15 +305,13 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
             out.data(changed(report), out.report)
         case "release":
             target = report_id(args.id)
-            report = as_holder(
+            end_claim(
                 target,
                 lambda token: api.release(target, token=token, reason=args.reason, note=args.note),
             )
-            claims.put(target, None)
-            out.data(changed(report), out.report)
         case "resolve":
             target = report_id(args.id)
-            report = as_holder(
+            end_claim(
                 target,
                 lambda token: api.resolve(
                     target,
@@ -318,16 +323,12 @@ def run(args: argparse.Namespace, api: BugtrackerClient, out: Output) -> int:
                     verify=args.verify or None,
                 ),
             )
-            claims.put(target, None)
-            out.data(changed(report), out.report)
         case "verify":
             target = report_id(args.id)
-            report = as_holder(
+            end_claim(
                 target,
                 lambda token: api.verify(target, outcome=args.outcome, note=args.note, token=token),
             )
-            claims.put(target, None)
-            out.data(changed(report), out.report)
         case "submit":
             trace = sys.stdin.read() if args.stack_trace == "-" else args.stack_trace
             report = api.submit(
