@@ -324,9 +324,7 @@ def _release_row(release) -> dict[str, Any] | None:
 
 
 def _telemetry_section(report: BugReport) -> dict[str, Any]:
-    release, previous = release_and_previous(
-        sha=report.release_sha, environment=report.environment, at=report.created_at
-    )
+    release, previous = release_and_previous(sha=report.release_sha, environment=report.environment)
     return {
         "release_sha": report.release_sha,
         "environment": report.environment,
@@ -391,16 +389,20 @@ class _Fitter:
         self.shown: dict[str, Any] = {}
         self.cuts: dict[str, _Cut] = {}
         self.fragments: dict[str, str] = {}
+        # (section, level) -> (value, cut, fragment): a level is rendered once at most.
+        self.rendered: dict[tuple[str, int], tuple[Any, _Cut, str]] = {}
         for name in SECTIONS:
             self._set(name, 0)
 
     def _set(self, name: str, level: int) -> None:
-        string_cap, list_cap = LEVELS[level]
-        cut = _Cut()
-        # Level 0 cuts only what could never fit.
-        value = _shrink(self.sections[name], string_cap or self.max_chars, list_cap, cut)
-        self.levels[name], self.shown[name], self.cuts[name] = level, value, cut
-        self.fragments[name] = _render_section(name, value, self.fmt)
+        if (name, level) not in self.rendered:
+            string_cap, list_cap = LEVELS[level]
+            cut = _Cut()
+            # Level 0 cuts only what could never fit.
+            value = _shrink(self.sections[name], string_cap or self.max_chars, list_cap, cut)
+            self.rendered[name, level] = (value, cut, _render_section(name, value, self.fmt))
+        self.levels[name] = level
+        self.shown[name], self.cuts[name], self.fragments[name] = self.rendered[name, level]
 
     def truncated(self) -> list[str]:
         notes = []
@@ -416,24 +418,39 @@ class _Fitter:
         head = _render_head(self.report_id, self.max_chars, self.truncated(), self.fmt)
         return [head, *(self.fragments[n] for n in SECTIONS if n not in self.dropped)]
 
-    def length(self) -> int:
+    def fits(self) -> bool:
         parts = self.parts()
-        if self.fmt == "json":
-            return sum(map(len, parts)) + len(parts) - 1 + 2  # commas and the braces
-        return sum(map(len, parts)) + len(parts) - 1  # newlines between blocks
+        separators = len(parts) - 1  # commas (json) or newlines (markdown) between parts
+        braces = 2 if self.fmt == "json" else 0
+        return sum(map(len, parts)) + separators + braces <= self.max_chars
+
+    def shrink(self, name: str) -> None:
+        """`name` at its first level from here at which the body fits, or at its floor.
+
+        The floor is tried first: when even it is too big, the levels between need no
+        rendering (a heavy report's lower sections all end at their floor)."""
+        start = self.levels[name]
+        self._set(name, FLOOR)
+        if not self.fits():
+            return
+        for level in range(start + 1, FLOOR):
+            self._set(name, level)
+            if self.fits():
+                return
+        self._set(name, FLOOR)
 
     def fit(self) -> Bundle:
         for name in reversed(SECTIONS):
-            while self.length() > self.max_chars and self.levels[name] < FLOOR:
-                self._set(name, self.levels[name] + 1)
-            if self.length() <= self.max_chars:
+            if self.fits():
                 break
+            self.shrink(name)
         for name in reversed(SECTIONS[1:]):
-            if self.length() <= self.max_chars:
+            if self.fits():
                 break
             self.dropped.append(name)
-        if self.length() > self.max_chars:  # only a pathological report row: keep its id
+        if not self.fits():  # only a pathological report row: keep its id
             self.sections["report"] = {"id": self.report_id}
+            self.rendered.pop(("report", FLOOR), None)
             self._set("report", FLOOR)
         parts = self.parts()
         body = "{" + ",".join(parts) + "}" if self.fmt == "json" else "\n".join(parts)

@@ -59,18 +59,14 @@ def reports_on_trace(*, trace_id: str):
 
 
 def release_and_previous(
-    *, sha: str | None, environment: str | None, at: datetime
+    *, sha: str | None, environment: str | None
 ) -> tuple[Release | None, Release | None]:
-    """The deployment of `sha` to `environment` live at `at` (else its latest), and the
-    deployment of another sha there just before it: `previous.sha..release.sha` is the range
-    of commits that may have brought a bug in. Two indexed lookups."""
+    """The deployment of `sha` to `environment` (there is one at most: the registry keeps
+    the first), and the deployment of another sha there just before it:
+    `previous.sha..release.sha` is the range of commits that may have brought a bug in."""
     if not sha or not environment:
         return None, None
-    deployments = Release.objects.filter(sha=sha, environment=environment)
-    release = (
-        deployments.filter(deployed_at__lte=at).order_by("-deployed_at", "-id").first()
-        or deployments.order_by("-deployed_at", "-id").first()
-    )
+    release = Release.objects.filter(sha=sha, environment=environment).first()
     if release is None:
         return None, None
     previous = (
