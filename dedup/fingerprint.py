@@ -65,18 +65,36 @@ def parse_traceback(text: str) -> list[ExceptionBlock]:
     """
     if not text or 'File "' not in text:
         return []
+    blocks = []
+    for chunk in _chunks(text):
+        frames = _FRAME.findall(chunk)
+        if frames:
+            blocks.append(ExceptionBlock(_exception_after_frames(chunk), tuple(frames)))
+    return blocks
+
+
+def last_exception_type(text: str) -> str | None:
+    """The exception type of parse_traceback(text)[-1], found without reading every frame."""
+    if not text or 'File "' not in text:
+        return None
+    for chunk in reversed(_chunks(text)):
+        if _FRAME.search(chunk):
+            return _exception_after_frames(chunk)
+    return None
+
+
+def _chunks(text: str) -> list[str]:
+    """The text cut at each "Traceback" header, with line ends and group prefixes undone."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "Exception Group" in text or "\n  | " in text:
         text = _GROUP_PREFIX.sub("", text)
-    blocks = []
-    for chunk in text.split(_HEADER):
-        frames = _FRAME.findall(chunk)
-        if not frames:
-            continue
-        match = _EXCEPTION.search(chunk, chunk.rfind('File "'))
-        blocks.append(ExceptionBlock(match.group(1) if match else None, tuple(frames)))
-    return blocks
+    return text.split(_HEADER)
+
+
+def _exception_after_frames(chunk: str) -> str | None:
+    match = _EXCEPTION.search(chunk, chunk.rfind('File "'))
+    return match.group(1) if match else None
 
 
 @lru_cache(maxsize=8192)
@@ -145,11 +163,10 @@ def in_app_frames(stack_trace: str) -> list[Frame]:
 
 def exception_line(stack_trace: str) -> tuple[str | None, str]:
     """(exception type, message) of the exception raised last in a traceback."""
-    blocks = parse_traceback(stack_trace)
-    if not blocks or blocks[-1].exc_type is None:
+    exc_type = last_exception_type(stack_trace)
+    if exc_type is None:
         return None, ""
     text = stack_trace.replace("\r\n", "\n")
-    exc_type = blocks[-1].exc_type
     start = text.rfind(f"\n{exc_type}")
     line = text[start + 1 :].split("\n", 1)[0] if start >= 0 else exc_type
     return exc_type, line[len(exc_type) :].lstrip(":").strip()

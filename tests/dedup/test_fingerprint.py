@@ -10,6 +10,7 @@ from django.conf import settings
 from dedup.fingerprint import (
     FINGERPRINT_VERSION,
     fingerprint_for,
+    last_exception_type,
     mask_message,
     parse_traceback,
     repo_hints,
@@ -210,6 +211,19 @@ def test_the_legacy_samples_tracebacks_group_by_error_and_never_across_errors():
     assert all(len(hexes) == 1 for hexes in by_error.values()), by_error
     assert len(set().union(*by_error.values())) == 6
 
+
+
+def test_the_last_exception_type_is_the_parsed_last_blocks():
+    """last_exception_type skips reading the frames; it must answer as parse_traceback."""
+    traces = [FLASK_TRACE, CHAINED_TRACE, CAUSED_TRACE, LIBRARY_ONLY_TRACE, "", "no trace"]
+    traces.append(CHAINED_TRACE.replace("\n", "\r\n"))
+    traces.append(CHAINED_TRACE + "Traceback (most recent call last):\n  (no frames)\n")
+    traces.append(FLASK_TRACE.rsplit("\n", 2)[0])  # cut before its exception line
+    traces += [r.get("stack_trace") or r.get("traceback") or "" for _, r in legacy_reports()]
+    for trace in traces:
+        blocks = parse_traceback(trace)
+        assert last_exception_type(trace) == (blocks[-1].exc_type if blocks else None)
+    assert last_exception_type(CHAINED_TRACE) == "billing.errors.InvoiceError"
 
 # Without a trace ---------------------------------------------------------------------------
 
