@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Window
 from django.utils import timezone
 
@@ -244,7 +245,6 @@ def _notes_section(report: BugReport) -> dict[str, Any]:
 
 def _duplicates_section(report: BugReport, untrusted: dict) -> dict[str, Any]:
     group = report.dedup_group
-    duplicates = BugReport.objects.filter(duplicate_of_id=report.pk).order_by()
     section: dict[str, Any] = {
         "occurrences": report.group_occurrences,
         "duplicates": report.duplicates_total,
@@ -255,23 +255,37 @@ def _duplicates_section(report: BugReport, untrusted: dict) -> dict[str, Any]:
     }
     if not report.duplicates_total:
         return section
-    seen = (
-        duplicates.values_list("release_sha", "environment")
-        .distinct()
-        .order_by("release_sha", "environment")[:DUPLICATE_VALUES_LIMIT]
-    )
+    seen, titles = _duplicates_seen(report)
     releases = {report.release_sha} | {release for release, _ in seen}
     environments = {report.environment} | {environment for _, environment in seen}
     section["releases"] = sorted(r for r in releases if r)
     section["environments"] = sorted(e for e in environments if e)
-    titles = (
-        duplicates.exclude(title=report.title)
-        .values_list("title", flat=True)
-        .distinct()
-        .order_by("title")[:DUPLICATE_TITLES_LIMIT]
-    )
-    untrusted["duplicate_titles"] = list(titles)
+    untrusted["duplicate_titles"] = titles
     return section
+
+
+def _duplicates_seen(report: BugReport) -> tuple[list[tuple[str, str]], list[str]]:
+    """The distinct (release, environment) pairs of the report's duplicates, and their
+    distinct titles other than its own, each sorted and capped: one scan of the duplicates
+    for both (half the cost of a query each on a report with 1,000 of them)."""
+    table = BugReport._meta.db_table
+    sql = (
+        f"WITH dup AS (SELECT release_sha, environment, title FROM {table} "
+        "WHERE duplicate_of_id = %s) "
+        "SELECT * FROM (SELECT DISTINCT release_sha, environment, NULL AS title FROM dup "
+        "ORDER BY release_sha, environment LIMIT %s) AS seen "
+        "UNION ALL "
+        "SELECT * FROM (SELECT DISTINCT NULL, NULL, title FROM dup WHERE title <> %s "
+        "ORDER BY title LIMIT %s) AS titles"
+    )
+    report_id = BugReport._meta.pk.get_db_prep_value(report.pk, connection)
+    params = [report_id, DUPLICATE_VALUES_LIMIT, report.title, DUPLICATE_TITLES_LIMIT]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    seen = [(release, environment) for release, environment, title in rows if title is None]
+    titles = sorted(title for _, _, title in rows if title is not None)
+    return seen, titles
 
 
 def _related_row(report: BugReport) -> dict[str, Any]:

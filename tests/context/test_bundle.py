@@ -47,6 +47,41 @@ def test_the_default_bundle_fits_12000_chars_with_sections_in_order(agent_client
     assert bundle["truncated"], "200 notes of 3,000 chars cannot fit: something was cut"
 
 
+def test_duplicates_list_the_releases_environments_and_other_titles_seen(agent_client):
+    report = real_report(
+        4, title="Checkout 000 KeyError", release_sha="d" * 40, environment="production"
+    )
+    seen = [
+        (report.title, "a" * 40, "staging"),
+        ("Checkout 500 for customer 9", "a" * 40, "staging"),
+        ("Checkout 500 for customer 9", "b" * 40, None),
+        ("Checkout 500 for customer 1", None, "canary"),
+        *((f"Checkout fails ({i})", "c" * 40, "production") for i in range(6)),
+    ]
+    for title, sha, environment in seen:
+        make_report(
+            title=title,
+            stack_trace=report.stack_trace,
+            component=report.component,
+            route=report.route,
+            release_sha=sha,
+            environment=environment,
+        )
+    bundle = context(agent_client, report, max_chars=200_000).json()
+    duplicates = bundle["duplicates"]
+    assert duplicates["duplicates"] == 10 and duplicates["occurrences"] == 11
+    assert duplicates["releases"] == ["a" * 40, "b" * 40, "c" * 40, "d" * 40]
+    assert duplicates["environments"] == ["canary", "production", "staging"]
+    # Distinct, sorted, the report's own title left out, five at most.
+    assert bundle["untrusted"]["duplicate_titles"] == [
+        "Checkout 500 for customer 1",
+        "Checkout 500 for customer 9",
+        "Checkout fails (0)",
+        "Checkout fails (1)",
+        "Checkout fails (2)",
+    ]
+
+
 def test_lower_sections_shrink_first(agent_client):
     report = heavy_report()
     bundle = context(agent_client, report, max_chars=6000).json()

@@ -212,7 +212,6 @@ def test_the_legacy_samples_tracebacks_group_by_error_and_never_across_errors():
     assert len(set().union(*by_error.values())) == 6
 
 
-
 def test_the_last_exception_type_is_the_parsed_last_blocks():
     """last_exception_type skips reading the frames; it must answer as parse_traceback."""
     traces = [FLASK_TRACE, CHAINED_TRACE, CAUSED_TRACE, LIBRARY_ONLY_TRACE, "", "no trace"]
@@ -224,6 +223,7 @@ def test_the_last_exception_type_is_the_parsed_last_blocks():
         blocks = parse_traceback(trace)
         assert last_exception_type(trace) == (blocks[-1].exc_type if blocks else None)
     assert last_exception_type(CHAINED_TRACE) == "billing.errors.InvoiceError"
+
 
 # Without a trace ---------------------------------------------------------------------------
 
