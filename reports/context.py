@@ -231,14 +231,15 @@ def _notes_section(report: BugReport) -> dict[str, Any]:
     notes = (
         BugReportEvent.objects.filter(report_id=report.pk, kind__in=NOTE_KINDS)
         .annotate(total=Window(Count("id")))
-        .order_by("-created_at", "-id")[:NOTES_LIMIT]
+        .order_by("-created_at", "-id")
+        .values_list("total", "created_at", "actor", "kind", "message")[:NOTES_LIMIT]
     )
     latest = list(notes)
     return {
-        "total": latest[0].total if latest else 0,
+        "total": latest[0][0] if latest else 0,
         "latest": [
-            {"at": _iso(e.created_at), "actor": e.actor, "kind": e.kind, "message": e.message}
-            for e in latest
+            {"at": _iso(at), "actor": actor, "kind": kind, "message": message}
+            for _, at, actor, kind, message in latest
         ],
     }
 
@@ -288,27 +289,27 @@ def _duplicates_seen(report: BugReport) -> tuple[list[tuple[str, str]], list[str
     return seen, titles
 
 
-def _related_row(report: BugReport) -> dict[str, Any]:
+def _related_row(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": str(report.pk),
-        "status": report.status,
-        "severity": report.severity,
-        "component": report.component,
-        "created_at": _iso(report.created_at),
+        "id": str(row["id"]),
+        "status": row["status"],
+        "severity": row["severity"],
+        "component": row["component"],
+        "created_at": _iso(row["created_at"]),
     }
 
 
 def _related_section(report: BugReport, untrusted: dict) -> dict[str, Any]:
     columns = ("id", "title", "status", "severity", "component", "created_at")
-    same_trace: list[BugReport] = []
+    same_trace: list[dict[str, Any]] = []
     if report.trace_id:
         same_trace = list(
             BugReport.objects.filter(trace_id=report.trace_id)
             .exclude(pk=report.pk)
-            .only(*columns)
-            .order_by("created_at", "id")[:RELATED_LIMIT]
+            .order_by("created_at", "id")
+            .values(*columns)[:RELATED_LIMIT]
         )
-    same_place: list[BugReport] = []
+    same_place: list[dict[str, Any]] = []
     if report.component and report.route:
         same_place = list(
             BugReport.objects.filter(
@@ -318,10 +319,10 @@ def _related_section(report: BugReport, untrusted: dict) -> dict[str, Any]:
                 duplicate_of__isnull=True,
             )
             .exclude(pk=report.pk)
-            .only(*columns)
-            .order_by("severity_rank", "sla_due_at", "created_at", "id")[:RELATED_LIMIT]
+            .order_by("severity_rank", "sla_due_at", "created_at", "id")
+            .values(*columns)[:RELATED_LIMIT]
         )
-    titles = {str(r.pk): r.title for r in (*same_trace, *same_place)}
+    titles = {str(r["id"]): r["title"] for r in (*same_trace, *same_place)}
     if titles:
         untrusted["related_titles"] = titles
     return {
