@@ -414,13 +414,20 @@ class _Fitter:
 
     def _set(self, name: str, level: int) -> None:
         if (name, level) not in self.rendered:
-            string_cap, list_cap = LEVELS[level]
-            cut = _Cut()
-            # Level 0 cuts only what could never fit.
-            value = _shrink(self.sections[name], string_cap or self.max_chars, list_cap, cut)
-            self.rendered[name, level] = (value, cut, _render_section(name, value, self.fmt))
+            self.rendered[name, level] = self._render(name, level)
         self.levels[name] = level
         self.shown[name], self.cuts[name], self.fragments[name] = self.rendered[name, level]
+
+    def _render(self, name: str, level: int) -> tuple[Any, _Cut, str]:
+        value, cut = self.sections[name], _Cut()
+        if level == 0:
+            # Level 0 cuts only what could never fit: nothing, when the whole section fits.
+            fragment = _render_section(name, value, self.fmt)
+            if len(fragment) <= self.max_chars:
+                return value, cut, fragment
+        string_cap, list_cap = LEVELS[level]
+        value = _shrink(value, string_cap or self.max_chars, list_cap, cut)
+        return value, cut, _render_section(name, value, self.fmt)
 
     def truncated(self) -> list[str]:
         notes = []
