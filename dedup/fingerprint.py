@@ -152,7 +152,8 @@ def in_app_frames(stack_trace: str) -> list[Frame]:
     frames: list[Frame] = []
     seen: set[tuple[str, str]] = set()
     for chunk in reversed(stack_trace.split(_HEADER)):
-        for path, line, function in reversed(_FRAME_WITH_LINE.findall(chunk)):
+        # A recursion repeats whole lines: drop the repeats at C speed before the loop.
+        for path, line, function in dict.fromkeys(reversed(_FRAME_WITH_LINE.findall(chunk))):
             function = function.strip()
             if (path, function) in seen or not _frame_path(path)[0]:
                 continue
