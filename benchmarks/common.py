@@ -67,47 +67,57 @@ def _maintenance_url() -> tuple[str, str]:
     return urlunsplit(parts._replace(path="/postgres")), name
 
 
-def _admin(sql: str) -> None:
-    import psycopg
+def _admin(sql: str, params: list | None = None) -> tuple | None:
+    """Runs `sql` on the maintenance database; its first row, if any."""
+    import psycopg  # only PostgreSQL runs need it (BENCH_DATABASE_URL may be SQLite)
 
     url, _ = _maintenance_url()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql)
+        cursor = conn.execute(sql, params)
+        return cursor.fetchone() if cursor.description else None
 
 
 @contextmanager
-def bench_database():
+def bench_database(*, reuse: bool = False):
     """A fresh, migrated benchmark database for the duration of the block, dropped after
-    (PostgreSQL; or a SQLite file when BENCH_DATABASE_URL is a sqlite: URL)."""
+    (PostgreSQL; or a SQLite file when BENCH_DATABASE_URL is a sqlite: URL).
+
+    `reuse`: a database left by an earlier run is used as it is, and this one is kept too
+    (to run two trees' code alternately on the same data). Yields whether it was reused.
+    """
     from django.core.management import call_command
     from django.db import connections
 
+    keep = reuse or bool(os.environ.get("BENCH_KEEP_DATABASE"))
+    connections.close_all()
     if BENCH_DATABASE_URL.startswith("sqlite:"):
         # BENCH_DATABASE_URL=sqlite:////tmp/bt_bench.sqlite3: a fresh file, removed after.
         path = Path(urlsplit(BENCH_DATABASE_URL).path)
         files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
-        connections.close_all()
-        for file in files:
-            file.unlink(missing_ok=True)
+        reused = reuse and path.exists()
+        if not reused:
+            for file in files:
+                file.unlink(missing_ok=True)
         try:
             call_command("migrate", verbosity=0, interactive=False)
-            yield str(path)
+            yield reused
         finally:
             connections.close_all()
-            if not os.environ.get("BENCH_KEEP_DATABASE"):
+            if not keep:
                 for file in files:
                     file.unlink(missing_ok=True)
         return
     _, name = _maintenance_url()
-    connections.close_all()
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{name}"')
+    reused = reuse and _admin("SELECT 1 FROM pg_database WHERE datname = %s", [name]) is not None
+    if not reused:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _admin(f'CREATE DATABASE "{name}"')
     try:
         call_command("migrate", verbosity=0, interactive=False)
-        yield name
+        yield reused
     finally:
         connections.close_all()
-        if not os.environ.get("BENCH_KEEP_DATABASE"):
+        if not keep:
             _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -10,16 +10,22 @@ which carries the whole trace, measured alternately in the same run. The bundle'
 in this process is printed too: on a shared, loaded machine the wall time mostly measures the
 queue for a core.
 
-    .venv/bin/python -m benchmarks.context [--reports 1000000] [--samples 200]
+    .venv/bin/python -m benchmarks.context [--reports 1000000] [--samples 200] [--reuse]
+
+Old code against new: `--reuse` keeps the generated table for the next run, so the same
+command can run from two checkouts in turn (`git worktree add ../before <commit>`) on the
+same data.
 """
 
 import argparse
+import os
 import time
 
 from .common import Row, django_setup, percentile, report_rows
 
 COMMAND = ".venv/bin/python -m benchmarks.context"
 TARGET_MS = 30.0
+HEAVY_TITLE = "KeyError in billing.invoice.total: 'sku-42' at checkout"
 
 
 def heavy_report():
@@ -43,7 +49,7 @@ def heavy_report():
     report = report_create(
         actor="bench",
         data={
-            "title": "KeyError in billing.invoice.total: 'sku-42' at checkout",
+            "title": HEAVY_TITLE,
             "description": "Checkout fails for customers with a discontinued SKU. " * 50,
             "severity": "high",
             "component": "billing",
@@ -82,20 +88,25 @@ def heavy_report():
     return report
 
 
-def run(*, reports: int, samples: int) -> list[Row]:
+def run(*, reports: int, samples: int, reuse: bool = False) -> list[Row]:
     from benchmarks.list import generate
     from reports.context import context_bundle
+    from reports.models import BugReport
     from reports.selectors import report_list
     from reports.serializers import BugReportSerializer
 
     from .common import api_key, bench_database, gunicorn, http_load
 
     rows: list[Row] = []
-    with bench_database():
-        seconds = generate(reports) if reports else 0.0
-        print(f"context: {reports:,} reports generated in {seconds:.0f} s")
-        report = heavy_report()
-        key = api_key("bench-agent", "agent")
+    with bench_database(reuse=reuse) as reused:
+        if reused:
+            report = BugReport.objects.get(title=HEAVY_TITLE)
+            print(f"context: the database of an earlier --reuse run, {reports:,} reports")
+        else:
+            seconds = generate(reports) if reports else 0.0
+            print(f"context: {reports:,} reports generated in {seconds:.0f} s")
+            report = heavy_report()
+        key = api_key(f"bench-agent-{os.getpid()}", "agent")  # a reused database has one
 
         def detail():
             return BugReportSerializer(
@@ -171,10 +182,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", type=int, default=1_000_000, help="reports in the table")
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the generated database (bt_context_<reports>) and use it again next time: "
+        "for running two trees' code alternately on the same data",
+    )
     args = parser.parse_args()
-    django_setup()
-    rows = run(reports=args.reports, samples=args.samples)
-    report_rows(rows, f"{COMMAND} --reports {args.reports} --samples {args.samples}")
+    django_setup(name=f"bt_context_{args.reports}" if args.reuse else "bt_bench")
+    rows = run(reports=args.reports, samples=args.samples, reuse=args.reuse)
+    rerun = f"{COMMAND} --reports {args.reports} --samples {args.samples}"
+    report_rows(rows, rerun + (" --reuse" if args.reuse else ""))
 
 
 if __name__ == "__main__":
