@@ -132,7 +132,7 @@ CONTEXT_SCHEMA = {
 
 
 def context_gather(*, report_id) -> dict[str, Any]:
-    """Every section, uncut, from about ten bounded queries."""
+    """Every section, uncut, from eight bounded queries (four when nothing surrounds it)."""
     try:
         # report_list()'s counts cost more to compile than to read: they come in plain SQL.
         report = report_with_counts(
