@@ -1,4 +1,5 @@
-"""HTTP conventions shared by every view: ETag / If-Match on the row version, URL length."""
+"""HTTP conventions shared by every view: ETag / If-Match on the row version, the claim
+token header, URL length."""
 
 from .domain import InvalidInput
 from .errors import problem_response
@@ -24,6 +25,11 @@ def if_match_version(request) -> int | None:
         return int(tag)
     except ValueError:
         raise InvalidInput("If-Match", 'If-Match must be an ETag like "3".') from None
+
+
+def claim_token(request) -> str | None:
+    """The token of the claim the caller holds (X-Claim-Token), None when not sent."""
+    return request.headers.get("X-Claim-Token")
 
 
 class UrlLengthMiddleware:

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 
 from bugtracker.domain import NotFound, PreconditionFailed
 from bugtracker.fields import chosen_fields, chosen_view, fields_parameters
-from bugtracker.http import etag_for, if_match_version
+from bugtracker.http import claim_token, etag_for, if_match_version
 from bugtracker.idempotency import idempotent
 from bugtracker.models import Role
 from bugtracker.pagination import Key, KeysetPagination
@@ -333,7 +333,7 @@ class BugReportViewSet(
             actor=caller_id(request),
             data=dict(serializer.validated_data),
             expected_version=if_match_version(request),
-            claim_token=request.headers.get("X-Claim-Token"),
+            claim_token=claim_token(request),
             is_admin=is_admin(request),
         )
         return self.report_response(report_id)
@@ -370,7 +370,7 @@ class BugReportViewSet(
             actor=caller_id(request),
             message=serializer.validated_data["message"],
             data=serializer.validated_data.get("data"),
-            claim_token=request.headers.get("X-Claim-Token"),
+            claim_token=claim_token(request),
             is_admin=is_admin(request),
         )
         return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)

@@ -9,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from bugtracker.domain import InvalidInput, NotFound
-from bugtracker.http import etag_for
+from bugtracker.http import claim_token, etag_for
 from bugtracker.permissions import caller_id, is_admin
 from bugtracker.schema import CLAIM_TOKEN, problems
 
@@ -80,7 +80,7 @@ class ClaimActions:
         report = service(
             report_id=self.report_id(),
             actor=caller_id(self.request),
-            claim_token=self.request.headers.get("X-Claim-Token"),
+            claim_token=claim_token(self.request),
             **arguments,
         )
         return self.report_response(report.pk)
