@@ -76,8 +76,14 @@ class BugReport(models.Model):
     release_sha = models.CharField(max_length=64, null=True, blank=True)
     telemetry = models.JSONField(default=dict, blank=True)
 
+    # Indexed with created_at (bug_reports_duplicates_idx), not alone.
     duplicate_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="duplicates"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="duplicates",
+        db_index=False,
     )
     dedup_group = models.ForeignKey(
         "dedup.DedupGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="reports"
@@ -131,6 +137,9 @@ class BugReport(models.Model):
             models.Index(fields=["status"], name="bug_reports_status_idx"),
             models.Index(fields=["created_at", "id"], name="bug_reports_created_idx"),
             models.Index(fields=["release_sha"], name="bug_reports_release_idx"),
+            # A report's duplicates, newest first (the context bundle reads only the latest);
+            # also their count and the foreign key's lookups.
+            models.Index(fields=["duplicate_of", "-created_at"], name="bug_reports_duplicates_idx"),
             # assigned_to=…: one assignee's reports already in priority order.
             models.Index(
                 fields=["assignee_id", "severity_rank", "sla_due_at", "created_at", "id"],

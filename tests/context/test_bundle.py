@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+import reports.context as context_module
 from reports.context import FORMATS, OUTPUT_TAIL_CHARS, SECTIONS, UNTRUSTED_NOTICE, context_fit
 from telemetry.models import Release
 from tests.conftest import THROTTLE_QUERIES
@@ -80,6 +81,34 @@ def test_duplicates_list_the_releases_environments_and_other_titles_seen(agent_c
         "Checkout fails (1)",
         "Checkout fails (2)",
     ]
+
+
+def test_releases_environments_and_titles_come_from_the_latest_duplicates(
+    agent_client, monkeypatch
+):
+    monkeypatch.setattr(context_module, "DUPLICATES_READ", 2)
+    report = real_report(5, release_sha="d" * 40, environment="production")
+    seen = [
+        ("Old one", "a" * 40, "canary"),
+        ("Old two", "a" * 40, "canary"),
+        ("New one", "b" * 40, "staging"),
+        ("New two", "c" * 40, "staging"),
+    ]
+    for age, (title, sha, environment) in zip((4, 3, 2, 1), seen, strict=True):
+        make_report(
+            title=title,
+            stack_trace=report.stack_trace,
+            component=report.component,
+            route=report.route,
+            release_sha=sha,
+            environment=environment,
+            created_at=timezone.now() - timedelta(hours=age),
+        )
+    bundle = context(agent_client, report, max_chars=200_000).json()
+    assert bundle["duplicates"]["duplicates"] == 4  # counted whole
+    assert bundle["duplicates"]["releases"] == ["b" * 40, "c" * 40, "d" * 40]
+    assert bundle["duplicates"]["environments"] == ["production", "staging"]
+    assert bundle["untrusted"]["duplicate_titles"] == ["New one", "New two"]
 
 
 def test_lower_sections_shrink_first(agent_client):

@@ -5,9 +5,11 @@ silently turn a query into a scan fails a test."""
 
 import pytest
 from django.db import connection
+from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 
 from benchmarks.list import ME, generate
+from reports.models import BugReport
 from tests.conftest import client_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -59,3 +61,19 @@ def test_the_default_agent_queries_use_their_indexes(me):
     plan = plan_of(me, page["next"].split("testserver", 1)[1])
     assert "bug_reports_queue_idx" in plan, plan
     assert "Index Cond: (ROW(severity_rank, sla_due_at, created_at, id) >" in plan, plan
+
+    # The context bundle reads a canonical's latest duplicates through their index.
+    canonical = (
+        BugReport.objects.filter(duplicate_of__isnull=True)
+        .annotate(n=Count("duplicates"))
+        .order_by("-n")
+        .first()
+    )
+    assert canonical.n > 1
+    with CaptureQueriesContext(connection) as captured:
+        assert me.get(f"/api/bug-reports/{canonical.pk}/context").status_code == 200
+    sql = next(q["sql"] for q in captured.captured_queries if q["sql"].startswith("WITH dup"))
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "bug_reports_duplicates_idx" in plan, plan
