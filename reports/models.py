@@ -162,9 +162,11 @@ class BugReport(models.Model):
                 name="bug_reports_priority_idx",
                 condition=Q(duplicate_of__isnull=True),
             ),
-            # The context bundle's "open reports at the same place" (component and route).
+            # The context bundle's "open reports at the same place" (component and route), in
+            # priority order: the first five are read straight off it, even where a hot bug's
+            # many duplicates make the planner expect to find them sooner by walking the queue.
             models.Index(
-                fields=["component", "route"],
+                fields=["component", "route", "severity_rank", "sla_due_at", "created_at", "id"],
                 name="bug_reports_place_idx",
                 condition=Q(
                     status__in=["new", "triaged", "in_progress", "awaiting_verification"],
