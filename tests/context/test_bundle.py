@@ -48,6 +48,12 @@ def test_the_default_bundle_fits_12000_chars_with_sections_in_order(agent_client
     assert bundle["truncated"], "200 notes of 3,000 chars cannot fit: something was cut"
 
 
+def duplicate_of(report, **fields):
+    """A report grouped under `report`: same trace, component and route."""
+    same = {"stack_trace": report.stack_trace, "component": report.component, "route": report.route}
+    return make_report(**same, **fields)
+
+
 def test_duplicates_list_the_releases_environments_and_other_titles_seen(agent_client):
     report = real_report(
         4, title="Checkout 000 KeyError", release_sha="d" * 40, environment="production"
@@ -60,14 +66,7 @@ def test_duplicates_list_the_releases_environments_and_other_titles_seen(agent_c
         *((f"Checkout fails ({i})", "c" * 40, "production") for i in range(6)),
     ]
     for title, sha, environment in seen:
-        make_report(
-            title=title,
-            stack_trace=report.stack_trace,
-            component=report.component,
-            route=report.route,
-            release_sha=sha,
-            environment=environment,
-        )
+        duplicate_of(report, title=title, release_sha=sha, environment=environment)
     bundle = context(agent_client, report, max_chars=200_000).json()
     duplicates = bundle["duplicates"]
     assert duplicates["duplicates"] == 10 and duplicates["occurrences"] == 11
@@ -95,11 +94,9 @@ def test_releases_environments_and_titles_come_from_the_latest_duplicates(
         ("New two", "c" * 40, "staging"),
     ]
     for age, (title, sha, environment) in zip((4, 3, 2, 1), seen, strict=True):
-        make_report(
+        duplicate_of(
+            report,
             title=title,
-            stack_trace=report.stack_trace,
-            component=report.component,
-            route=report.route,
             release_sha=sha,
             environment=environment,
             created_at=timezone.now() - timedelta(hours=age),
