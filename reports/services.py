@@ -164,7 +164,11 @@ def report_update(
                 kind=EventKind.FIELD_CHANGED,
                 actor=actor,
                 message=f"{field} changed",
-                data={"field": field, "from": before, "to": getattr(report, field)},
+                data={
+                    "field": field,
+                    "from": _event_value(before),
+                    "to": _event_value(getattr(report, field)),
+                },
             )
         if new_status == Status.RESOLVED:
             resolve_duplicates(report=report, actor=actor)
@@ -206,3 +210,8 @@ def report_add_event(
         check_claim(report, claim_token=claim_token, is_admin=is_admin)
         save_changes(report, {})
         return write_event(report=report, kind=kind, actor=actor, message=message, data=data)
+
+
+def _event_value(value):
+    """A field's value as an event stores it: times as ISO 8601 (next_attempt_at, sla_due_at)."""
+    return value.isoformat() if isinstance(value, datetime) else value

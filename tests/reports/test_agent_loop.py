@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reports.models import BugReport
+from reports.models import BugReport, BugReportEvent
 from tests.conftest import client_for
 from tests.factories import failed_worker_run, make_report
 
@@ -179,6 +179,20 @@ def test_needs_info_takes_a_report_out_of_claim_next_until_an_admin_clears_it(
     assert cleared.status_code == 200 and cleared.json()["needs_human"] is False
     again = claim_next(other_agent_client)
     assert again.status_code == 200 and again.json()["report"]["id"] == str(report.pk)
+
+
+def test_clearing_needs_human_over_a_cooldown_records_it_in_the_history(admin_client):
+    """Clearing needs_human also clears next_attempt_at: a datetime in the field-change event
+    (this was a 500, found by schemathesis)."""
+    report = make_report()
+    cooldown = timezone.now() + timedelta(hours=1)
+    BugReport.objects.filter(pk=report.pk).update(needs_human=True, next_attempt_at=cooldown)
+    cleared = admin_client.patch(f"{URL}/{report.pk}", {"needs_human": False}, format="json")
+    assert cleared.status_code == 200 and cleared.json()["next_attempt_at"] is None
+    (event,) = BugReportEvent.objects.filter(
+        report=report, kind="field_changed", data__field="next_attempt_at"
+    )
+    assert event.data["from"] == cooldown.isoformat() and event.data["to"] is None
 
 
 def test_not_a_bug_needs_a_human_too_and_is_counted_in_the_summary(agent_client):
